@@ -1,0 +1,30 @@
+/**
+ * bus/: the message bus between gateways (ROUTER) and executors (DEALER). Public surface.
+ */
+export { BusRouter } from './router.ts';
+export type { BusRouterOptions, BusRouterHandlers, ExecutorPeer } from './router.ts';
+export { BusDealer } from './dealer.ts';
+export type { BusDealerOptions, BusDealerHandlers } from './dealer.ts';
+export { encodeFrames, decodeFrames, FrameError } from './frames.ts';
+export { MessageType, MESSAGE_TYPE_NAMES } from './messages.ts';
+export type {
+  BusMessage,
+  HeaderOf,
+  FunctionSpec,
+  FunctionLimits,
+  HelloHeader,
+  CreditHeader,
+  InvokeHeader,
+  ResultHeader,
+  StartType,
+  LogLine,
+  LogStream,
+  LogsHeader,
+  ContainerEvent,
+  ContainerEventKind,
+  EventsHeader,
+  HeartbeatHeader,
+  ByeHeader,
+  DeployHeader,
+  UndeployHeader,
+} from './messages.ts';

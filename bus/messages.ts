@@ -1,0 +1,167 @@
+/**
+ * The typed messages that cross the bus. A frame is `[type, header (msgpack), body (raw bytes)]`;
+ * these are the headers. Bodies (request/response payloads, code bundles) are never re-encoded.
+ */
+
+/** Frame types, one byte on the wire. */
+export const MessageType = {
+  HELLO: 1,
+  CREDIT: 2,
+  INVOKE: 3,
+  RESULT: 4,
+  LOGS: 5,
+  EVENTS: 6,
+  HEARTBEAT: 7,
+  BYE: 8,
+  DEPLOY: 9,
+  UNDEPLOY: 10,
+} as const;
+export type MessageType = (typeof MessageType)[keyof typeof MessageType];
+
+export const MESSAGE_TYPE_NAMES: Readonly<Record<MessageType, keyof typeof MessageType>> = Object.fromEntries(
+  Object.entries(MessageType).map(([name, value]) => [value, name]),
+) as Record<MessageType, keyof typeof MessageType>;
+
+/** Resource limits of a function. */
+export interface FunctionLimits {
+  memoryMB: number;
+  timeoutMs: number;
+  /** Calls one container serves at once. */
+  concurrency: number;
+}
+
+/** What an executor needs to run a function: a deployed, versioned definition. */
+export interface FunctionSpec {
+  name: string;
+  namespace: string;
+  version: number;
+  runtime: 'node20' | 'image';
+  /** For runtime 'image': a ready image that speaks the Fn http-stream contract. */
+  image: string;
+  /** sha256 of the code bundle (.tar.gz); '' for image functions. */
+  codeHash: string;
+  /** Entry file inside the bundle, e.g. 'index.js'. */
+  handler: string;
+  env: Record<string, string>;
+  limits: FunctionLimits;
+}
+
+/** Executor → gateway, once per connection. */
+export interface HelloHeader {
+  nodeId: string;
+  pid: number;
+  maxInFlight: number;
+  startedAtMs: number;
+}
+
+/** Executor → gateway: how many more calls it accepts now (absolute, not a delta). */
+export interface CreditHeader {
+  credits: number;
+}
+
+/** Gateway → executor: one invocation. The body is the raw request body. */
+export interface InvokeHeader {
+  id: string;
+  fn: { name: string; version: number };
+  method: string;
+  /** Path after /function/:name, always starting with '/'. */
+  path: string;
+  /** Raw query string without '?'. */
+  query: string;
+  /** Lower-case header names; repeated headers joined with ', '. */
+  headers: Record<string, string>;
+  /** Absolute deadline, epoch milliseconds. */
+  deadlineMs: number;
+  traceparent: string;
+  receivedAtMs: number;
+}
+
+export type StartType = 'cold' | 'warm' | 'stemcell';
+
+/** Executor → gateway: the outcome of one invocation. The body is the function's response body. */
+export interface ResultHeader {
+  id: string;
+  /** Function's HTTP status, or the error's status when errorCode is set. */
+  status: number;
+  headers: Record<string, string>;
+  /** Set when the call failed; a code from errors.ts. */
+  errorCode: string;
+  errorMessage: string;
+  start: StartType | '';
+  containerId: string;
+  /** Microseconds spent starting/specializing a container for this call (0 when warm). */
+  initUs: number;
+  /** Microseconds of the container call itself. */
+  runUs: number;
+  /** Microseconds waiting inside the executor for a container slot. */
+  queueUs: number;
+}
+
+export type LogStream = 'stdout' | 'stderr';
+
+/** One line a function printed, tied to the invocation that was running in its container. */
+export interface LogLine {
+  invocationId: string;
+  function: string;
+  containerId: string;
+  timeMs: number;
+  stream: LogStream;
+  line: string;
+  truncated: boolean;
+}
+
+export interface LogsHeader {
+  lines: LogLine[];
+}
+
+export type ContainerEventKind = 'created' | 'started' | 'ready' | 'specialized' | 'paused' | 'evicted' | 'removed' | 'crashed' | 'killed';
+
+export interface ContainerEvent {
+  timeMs: number;
+  nodeId: string;
+  containerId: string;
+  function: string;
+  version: number;
+  kind: ContainerEventKind;
+  detail: string;
+}
+
+export interface EventsHeader {
+  events: ContainerEvent[];
+}
+
+export interface HeartbeatHeader {
+  inFlight: number;
+}
+
+export interface ByeHeader {
+  reason: string;
+}
+
+/** Gateway → executor: a function definition; the body is its code bundle (empty for images). */
+export interface DeployHeader {
+  spec: FunctionSpec;
+}
+
+export interface UndeployHeader {
+  name: string;
+}
+
+/** Header type for each message type. */
+export interface HeaderOf {
+  [MessageType.HELLO]: HelloHeader;
+  [MessageType.CREDIT]: CreditHeader;
+  [MessageType.INVOKE]: InvokeHeader;
+  [MessageType.RESULT]: ResultHeader;
+  [MessageType.LOGS]: LogsHeader;
+  [MessageType.EVENTS]: EventsHeader;
+  [MessageType.HEARTBEAT]: HeartbeatHeader;
+  [MessageType.BYE]: ByeHeader;
+  [MessageType.DEPLOY]: DeployHeader;
+  [MessageType.UNDEPLOY]: UndeployHeader;
+}
+
+/** A decoded frame. */
+export type BusMessage = {
+  [T in MessageType]: { type: T; header: HeaderOf[T]; body: Buffer };
+}[MessageType];
