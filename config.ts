@@ -24,7 +24,8 @@ export const DEFAULTS = {
     port: 8080,
     maxBodyBytes: 6 * MB,
     maxHeaderBytes: 16 * 1024,
-    defaultTimeoutMs: 30_000,
+    /** A deploy body (JSON with a base64 bundle) may be this large. */
+    maxDeployBytes: 64 * MB,
     tls: { certFile: '', keyFile: '' },
   },
   bus: {
@@ -71,7 +72,7 @@ const configSchema = z.strictObject({
     port: z.number().int().min(0, 'gateway.port must be 0..65535').max(65535, 'gateway.port must be 0..65535'),
     maxBodyBytes: positiveInt('gateway.maxBodyBytes'),
     maxHeaderBytes: positiveInt('gateway.maxHeaderBytes'),
-    defaultTimeoutMs: positiveInt('gateway.defaultTimeoutMs'),
+    maxDeployBytes: positiveInt('gateway.maxDeployBytes'),
     tls: z.strictObject({ certFile: z.string(), keyFile: z.string() }).refine(
       (tls) => (tls.certFile === '') === (tls.keyFile === ''),
       'gateway.tls.certFile and gateway.tls.keyFile must be set together',

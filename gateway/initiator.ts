@@ -1,0 +1,290 @@
+/**
+ * The initiator: turns an HTTP request into an invocation envelope, picks an executor, sends
+ * INVOKE over the bus and matches the RESULT. It owns the gateway's ROUTER and keeps executors in
+ * step with the registry (DEPLOY on HELLO and on every deploy). Hot path: the request body goes
+ * into the INVOKE frame as is; the response body comes back as the RESULT frame's buffer.
+ */
+import { BusRouter, MessageType, type BusMessage, type ExecutorPeer, type InvokeHeader, type ResultHeader } from '../bus/index.ts';
+import type { SkiffConfig } from '../config.ts';
+import { isErrorCode, SkiffError, type ErrorCode } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import type { InvocationRecord, Storage } from '../storage/index.ts';
+import type { FunctionDefinition } from './definition.ts';
+import type { FunctionRegistry } from './registry.ts';
+
+/** What the HTTP layer hands over for one call. */
+export interface InvocationRequest {
+  id: string;
+  functionName: string;
+  method: string;
+  path: string;
+  query: string;
+  headers: Record<string, string>;
+  body: Buffer;
+  traceparent: string;
+  receivedAtMs: number;
+}
+
+/** What comes back: the function's answer, or a Skiff error with its code. */
+export interface InvocationOutcome {
+  status: number;
+  headers: Record<string, string>;
+  body: Buffer;
+  /** '' when the function answered. */
+  errorCode: ErrorCode | '';
+  errorMessage: string;
+  result: ResultHeader | undefined;
+  executorNodeId: string;
+}
+
+interface PendingCall {
+  readonly request: InvocationRequest;
+  readonly peerId: string;
+  readonly nodeId: string;
+  readonly timer: NodeJS.Timeout;
+  readonly resolve: (outcome: InvocationOutcome) => void;
+}
+
+/** Extra time past a call's own timeout before the gateway stops waiting for the executor's verdict. */
+const DEADLINE_GRACE_MS = 2_000;
+
+export class Initiator {
+  readonly #config: SkiffConfig;
+  readonly #registry: FunctionRegistry;
+  readonly #storage: Storage;
+  readonly #logger: Logger;
+  readonly #router: BusRouter;
+  readonly #pending = new Map<string, PendingCall>();
+  /** Last executor that ran each function: it likely still holds a warm container for it. */
+  readonly #warmAffinity = new Map<string, string>();
+  readonly #peerWaiters = new Set<() => void>();
+
+  constructor(config: SkiffConfig, registry: FunctionRegistry, storage: Storage, logger: Logger) {
+    this.#config = config;
+    this.#registry = registry;
+    this.#storage = storage;
+    this.#logger = logger;
+    this.#router = new BusRouter(
+      { bindEndpoint: config.bus.bindEndpoint, heartbeatIntervalMs: config.bus.heartbeatIntervalMs, heartbeatMissLimit: config.bus.heartbeatMissLimit },
+      {
+        onPeerUp: (peer) => this.#onPeerUp(peer),
+        onPeerDown: (peer, reason) => this.#onPeerDown(peer, reason),
+        onMessage: (peer, message) => this.#onMessage(peer, message),
+      },
+    );
+  }
+
+  /** Binds the bus endpoint; returns the endpoint bound. */
+  start(): Promise<string> {
+    return this.#router.bind();
+  }
+
+  get busEndpoint(): string {
+    return this.#router.endpoint;
+  }
+
+  executors(): ExecutorPeer[] {
+    return this.#router.peers();
+  }
+
+  get inFlight(): number {
+    return this.#pending.size;
+  }
+
+  /** Tells every executor about a new or updated definition. */
+  announceDeploy(def: FunctionDefinition): void {
+    for (const peer of this.#router.peers()) this.#router.send(peer.peerId, MessageType.DEPLOY, { spec: def.spec }, def.code);
+  }
+
+  announceUndeploy(name: string): void {
+    this.#warmAffinity.delete(name);
+    for (const peer of this.#router.peers()) this.#router.send(peer.peerId, MessageType.UNDEPLOY, { name });
+  }
+
+  /** Runs one synchronous invocation; never rejects: failures come back as outcomes with a code. */
+  invoke(request: InvocationRequest): Promise<InvocationOutcome> {
+    let def: FunctionDefinition;
+    try {
+      def = this.#registry.require(request.functionName);
+    } catch (err) {
+      return Promise.resolve(this.#fail(request, err as SkiffError, ''));
+    }
+    const peer = this.#pickExecutor(def.spec.name);
+    if (!peer) {
+      return Promise.resolve(this.#fail(request, new SkiffError('NO_EXECUTOR', 'no executor is connected to this gateway'), ''));
+    }
+    const timeoutMs = def.spec.limits.timeoutMs;
+    const header: InvokeHeader = {
+      id: request.id,
+      fn: { name: def.spec.name, version: def.spec.version },
+      method: request.method,
+      path: request.path,
+      query: request.query,
+      headers: request.headers,
+      deadlineMs: request.receivedAtMs + timeoutMs,
+      traceparent: request.traceparent,
+      receivedAtMs: request.receivedAtMs,
+    };
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#settle(request.id, this.#fail(request, new SkiffError('FUNCTION_TIMEOUT', `no result within ${timeoutMs} ms`), peer.hello.nodeId));
+      }, timeoutMs + DEADLINE_GRACE_MS);
+      this.#pending.set(request.id, { request, peerId: peer.peerId, nodeId: peer.hello.nodeId, timer, resolve });
+      peer.credits = Math.max(0, peer.credits - 1);
+      if (!this.#router.send(peer.peerId, MessageType.INVOKE, header, request.body)) {
+        this.#settle(request.id, this.#fail(request, new SkiffError('NO_EXECUTOR', 'the bus to the executor is full'), peer.hello.nodeId));
+      }
+    });
+  }
+
+  /** Affinity first (warm container likely), then the executor with the most credit. */
+  #pickExecutor(functionName: string): ExecutorPeer | undefined {
+    const affine = this.#warmAffinity.get(functionName);
+    if (affine !== undefined) {
+      const peer = this.#router.peer(affine);
+      if (peer && peer.credits > 0) return peer;
+    }
+    let best: ExecutorPeer | undefined;
+    for (const peer of this.#router.peers()) {
+      if (!best || peer.credits > best.credits) best = peer;
+    }
+    return best;
+  }
+
+  #settle(id: string, outcome: InvocationOutcome): void {
+    const call = this.#pending.get(id);
+    if (!call) return;
+    this.#pending.delete(id);
+    clearTimeout(call.timer);
+    call.resolve(outcome);
+  }
+
+  /** An outcome for a call that failed before or outside the function. */
+  #fail(request: InvocationRequest, err: SkiffError, nodeId: string): InvocationOutcome {
+    const outcome: InvocationOutcome = {
+      status: err.statusCode,
+      headers: { 'content-type': 'application/json' },
+      body: Buffer.from(JSON.stringify(err.toJSON())),
+      errorCode: err.code,
+      errorMessage: err.message,
+      result: undefined,
+      executorNodeId: nodeId,
+    };
+    return outcome;
+  }
+
+  #onMessage(peer: ExecutorPeer, message: BusMessage): void {
+    switch (message.type) {
+      case MessageType.RESULT:
+        this.#onResult(peer, message.header, message.body);
+        return;
+      case MessageType.LOGS:
+        this.#storage.recordLogs(message.header.lines);
+        return;
+      case MessageType.EVENTS:
+        this.#storage.recordContainerEvents(message.header.events);
+        return;
+      default:
+        this.#logger.warn({ type: message.type, executor: peer.hello.nodeId }, 'unexpected bus message from executor');
+    }
+  }
+
+  #onResult(peer: ExecutorPeer, result: ResultHeader, body: Buffer): void {
+    const call = this.#pending.get(result.id);
+    if (!call) return; // Already settled (gateway-side timeout or executor loss).
+    peer.credits++;
+    if (result.errorCode === '') {
+      this.#warmAffinity.set(call.request.functionName, peer.peerId);
+      this.#settle(result.id, { status: result.status, headers: result.headers, body, errorCode: '', errorMessage: '', result, executorNodeId: peer.hello.nodeId });
+      return;
+    }
+    const code: ErrorCode = isErrorCode(result.errorCode) ? result.errorCode : 'INTERNAL_ERROR';
+    const err = new SkiffError(code, result.errorMessage || code);
+    this.#settle(result.id, { ...this.#fail(call.request, err, peer.hello.nodeId), result });
+  }
+
+  /** Resolves once `count` executors are connected; rejects with NO_EXECUTOR after `timeoutMs`. */
+  waitForExecutors(count: number, timeoutMs: number): Promise<void> {
+    if (this.#router.peers().length >= count) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const waiter = () => {
+        if (this.#router.peers().length < count) return;
+        clearTimeout(timer);
+        this.#peerWaiters.delete(waiter);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.#peerWaiters.delete(waiter);
+        reject(new SkiffError('NO_EXECUTOR', `fewer than ${count} executors connected within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#peerWaiters.add(waiter);
+    });
+  }
+
+  #onPeerUp(peer: ExecutorPeer): void {
+    for (const waiter of [...this.#peerWaiters]) waiter();
+    this.#logger.info({ executor: peer.hello.nodeId, peer: peer.peerId }, 'executor connected');
+    for (const def of this.#registry.list()) this.#router.send(peer.peerId, MessageType.DEPLOY, { spec: def.spec }, def.code);
+  }
+
+  #onPeerDown(peer: ExecutorPeer, reason: string): void {
+    this.#logger.warn({ executor: peer.hello.nodeId, reason }, 'executor lost');
+    for (const [name, peerId] of this.#warmAffinity) if (peerId === peer.peerId) this.#warmAffinity.delete(name);
+    for (const [id, call] of this.#pending) {
+      if (call.peerId !== peer.peerId) continue;
+      const err = new SkiffError('EXECUTOR_LOST', `executor ${peer.hello.nodeId} was lost mid-call: ${reason}`);
+      this.#settle(id, this.#fail(call.request, err, call.nodeId));
+    }
+  }
+
+  /** Writes the invocation record (batched by storage); called after the response went out. */
+  record(request: InvocationRequest, outcome: InvocationOutcome): void {
+    const finishedAtMs = Date.now();
+    const def = this.#registry.get(request.functionName);
+    const result = outcome.result;
+    const record: InvocationRecord = {
+      id: request.id,
+      namespace: def?.spec.namespace ?? 'default',
+      function: request.functionName,
+      version: def?.spec.version ?? 0,
+      executor: outcome.executorNodeId,
+      containerId: result?.containerId ?? '',
+      trigger: 'sync',
+      attempt: 1,
+      status: statusOf(outcome.errorCode),
+      errorCode: outcome.errorCode,
+      httpStatus: outcome.status,
+      start: result?.start ?? '',
+      receivedAtMs: request.receivedAtMs,
+      finishedAtMs,
+      queueUs: result?.queueUs ?? 0,
+      initUs: result?.initUs ?? 0,
+      runUs: result?.runUs ?? 0,
+      totalUs: Math.max(0, Math.round((finishedAtMs - request.receivedAtMs) * 1000)),
+      requestBytes: request.body.length,
+      responseBytes: outcome.body.length,
+      traceId: traceIdOf(request.traceparent),
+    };
+    this.#storage.recordInvocation(record);
+  }
+
+  /** Fails every pending call and closes the bus socket. */
+  close(): void {
+    for (const [id, call] of this.#pending) {
+      this.#settle(id, this.#fail(call.request, new SkiffError('NO_EXECUTOR', 'the gateway is shutting down'), call.nodeId));
+    }
+    this.#router.close();
+  }
+}
+
+function statusOf(code: ErrorCode | ''): InvocationRecord['status'] {
+  if (code === '') return 'ok';
+  if (code === 'FUNCTION_TIMEOUT') return 'timeout';
+  return new SkiffError(code, '').blame === 'caller' ? 'rejected' : 'error';
+}
+
+/** The trace id of a W3C traceparent (`00-<trace id>-<span id>-<flags>`), or ''. */
+export function traceIdOf(traceparent: string): string {
+  const match = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/.exec(traceparent);
+  return match ? match[1] : '';
+}

@@ -1,0 +1,177 @@
+/**
+ * HTTP routes of the gateway (OpenFaaS-compatible paths where OpenFaaS has them). Each handler
+ * reads what it needs from the uWS request synchronously, then works on a RequestContext.
+ */
+import { randomUUID } from 'node:crypto';
+import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
+import type { SkiffConfig } from '../config.ts';
+import { SkiffError, toSkiffError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import type { Storage } from '../storage/index.ts';
+import { describeDefinition, parseDeployRequest } from './definition.ts';
+import { headerBytes, openRequest, readBody, readHeaders, sendError, sendJson, sendResponse, type RequestContext } from './http.ts';
+import type { Initiator, InvocationRequest } from './initiator.ts';
+import type { FunctionRegistry } from './registry.ts';
+
+export interface RouteDeps {
+  config: SkiffConfig;
+  registry: FunctionRegistry;
+  initiator: Initiator;
+  storage: Storage;
+  logger: Logger;
+}
+
+/** A caller's X-Call-Id is kept when it is a sane token; otherwise Skiff assigns one. */
+const CALL_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+const INVOCATION_LIST_MAX = 1000;
+
+/** Registers every route on the app. */
+export function registerRoutes(app: TemplatedApp, deps: RouteDeps): void {
+  app.any('/function/:name', (res, req) => handleInvoke(res, req, deps));
+  app.any('/function/:name/*', (res, req) => handleInvoke(res, req, deps));
+
+  app.get('/system/functions', (res) => {
+    const ctx = openRequest(res);
+    sendJson(ctx, 200, deps.registry.list().map(describeDefinition));
+  });
+  app.get('/system/functions/:name', (res, req) => {
+    const ctx = openRequest(res);
+    const name = req.getParameter(0) ?? '';
+    answer(ctx, deps.logger, async () => sendJson(ctx, 200, describeDefinition(deps.registry.require(name))));
+  });
+  app.put('/system/functions/:name', (res, req) => handleDeploy(res, req, deps, true));
+  app.post('/system/functions', (res, req) => handleDeploy(res, req, deps, false));
+  app.del('/system/functions/:name', (res, req) => {
+    const ctx = openRequest(res);
+    const name = req.getParameter(0) ?? '';
+    answer(ctx, deps.logger, async () => {
+      const removed = await deps.registry.remove(name);
+      deps.initiator.announceUndeploy(name);
+      sendJson(ctx, 200, { deleted: removed.spec.name });
+    });
+  });
+
+  app.get('/system/invocations', (res, req) => {
+    const ctx = openRequest(res);
+    const params = new URLSearchParams(req.getQuery() ?? '');
+    answer(ctx, deps.logger, async () => {
+      const limitText = params.get('limit');
+      const limit = limitText === null ? undefined : Number(limitText);
+      if (limit !== undefined && (!Number.isInteger(limit) || limit < 1 || limit > INVOCATION_LIST_MAX)) {
+        throw new SkiffError('BAD_REQUEST', `limit must be an integer from 1 to ${INVOCATION_LIST_MAX}`);
+      }
+      const records = await deps.storage.listInvocations({
+        function: params.get('function') ?? undefined,
+        status: params.get('status') ?? undefined,
+        limit,
+      });
+      sendJson(ctx, 200, records);
+    });
+  });
+  app.get('/system/invocations/:id', (res, req) => {
+    const ctx = openRequest(res);
+    const id = req.getParameter(0) ?? '';
+    answer(ctx, deps.logger, async () => {
+      const found = await deps.storage.getInvocation(id);
+      if (!found) throw new SkiffError('INVOCATION_NOT_FOUND', `no invocation with id "${id}"`);
+      sendJson(ctx, 200, { ...found.record, logs: found.logs });
+    });
+  });
+
+  app.get('/healthz', (res) => sendJson(openRequest(res), 200, { status: 'ok' }));
+  app.get('/readyz', (res) => {
+    const ctx = openRequest(res);
+    answer(ctx, deps.logger, async () => {
+      const executors = deps.initiator.executors().length;
+      let storageOk = true;
+      let storageError = '';
+      try {
+        await deps.storage.checkWritable();
+      } catch (err) {
+        storageOk = false;
+        storageError = (err as Error).message;
+      }
+      const ready = executors > 0 && storageOk;
+      sendJson(ctx, ready ? 200 : 503, { ready, executors, storage: storageOk ? 'writable' : storageError });
+    });
+  });
+
+  app.any('/*', (res, req) => {
+    const ctx = openRequest(res);
+    sendError(ctx, new SkiffError('ROUTE_NOT_FOUND', `no route for ${req.getCaseSensitiveMethod()} ${req.getUrl()}`));
+  });
+}
+
+/** Runs an async handler and turns any throw into a Skiff error response. */
+function answer(ctx: RequestContext, logger: Logger, work: () => Promise<void>): void {
+  work().catch((err: unknown) => {
+    const skiffError = toSkiffError(err);
+    if (skiffError.code === 'INTERNAL_ERROR') logger.error({ err }, 'request failed');
+    sendError(ctx, skiffError);
+  });
+}
+
+function handleDeploy(res: HttpResponse, req: HttpRequest, deps: RouteDeps, nameInPath: boolean): void {
+  const ctx = openRequest(res);
+  const name = nameInPath ? (req.getParameter(0) ?? '') : undefined;
+  const declared = Number(req.getHeader('content-length') || 0);
+  answer(ctx, deps.logger, async () => {
+    const body = await readBody(ctx, declared, deps.config.gateway.maxDeployBytes).catch((err: unknown) => {
+      throw toSkiffError(err);
+    });
+    const request = parseDeployRequest(body, name);
+    const { definition, created } = await deps.registry.deploy(request);
+    deps.initiator.announceDeploy(definition);
+    sendJson(ctx, created ? 201 : 200, describeDefinition(definition));
+  });
+}
+
+function handleInvoke(res: HttpResponse, req: HttpRequest, deps: RouteDeps): void {
+  const ctx = openRequest(res);
+  const receivedAtMs = Date.now();
+  const startedAt = performance.now();
+  const functionName = req.getParameter(0) ?? '';
+  const url = req.getUrl();
+  const prefixLength = '/function/'.length + functionName.length;
+  const headers = readHeaders(req);
+  const callerCallId = headers['x-call-id'];
+  const request: InvocationRequest = {
+    id: callerCallId !== undefined && CALL_ID_PATTERN.test(callerCallId) ? callerCallId : randomUUID(),
+    functionName,
+    method: req.getCaseSensitiveMethod(),
+    path: url.length > prefixLength ? url.slice(prefixLength) : '/',
+    query: req.getQuery() ?? '',
+    headers,
+    body: EMPTY_BODY,
+    traceparent: headers['traceparent'] ?? '',
+    receivedAtMs,
+  };
+  const replyHeaders = (): Record<string, string> => ({
+    'x-call-id': request.id,
+    'x-duration-ms': (performance.now() - startedAt).toFixed(3),
+  });
+  const rejectEarly = (err: SkiffError): void => {
+    // The body was not (fully) read: close the connection rather than drain it.
+    sendError(ctx, err, replyHeaders(), true);
+    deps.initiator.record(request, { status: err.statusCode, headers: {}, body: EMPTY_BODY, errorCode: err.code, errorMessage: err.message, result: undefined, executorNodeId: '' });
+  };
+  if (headerBytes(headers) > deps.config.gateway.maxHeaderBytes) {
+    rejectEarly(new SkiffError('HEADERS_TOO_LARGE', `request headers are over the limit of ${deps.config.gateway.maxHeaderBytes} bytes`));
+    return;
+  }
+  const declared = Number(headers['content-length'] ?? 0);
+  const hasBody = declared > 0 || headers['transfer-encoding'] !== undefined;
+  const bodyReady = hasBody ? readBody(ctx, declared, deps.config.gateway.maxBodyBytes) : Promise.resolve(EMPTY_BODY);
+  bodyReady.then(
+    async (body) => {
+      request.body = body;
+      const outcome = await deps.initiator.invoke(request);
+      const headersOut = { ...outcome.headers, ...replyHeaders() };
+      sendResponse(ctx, outcome.status, headersOut, outcome.body);
+      deps.initiator.record(request, outcome);
+    },
+    (err: unknown) => rejectEarly(toSkiffError(err)),
+  );
+}
+
+const EMPTY_BODY = Buffer.alloc(0);

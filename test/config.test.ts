@@ -1,0 +1,57 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, DEFAULTS, ENV_OVERRIDES, loadConfig, redactConfig } from '../config.ts';
+
+describe('configuration', () => {
+  it('loads the defaults and freezes the result', () => {
+    const config = loadConfig({}, {});
+    expect(config.gateway.maxBodyBytes).toBe(6 * 1024 * 1024);
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.gateway)).toBe(true);
+    expect(() => {
+      (config.gateway as { port: number }).port = 1;
+    }).toThrow();
+  });
+
+  it('applies code overrides, then environment variables over them', () => {
+    const config = loadConfig({ gateway: { port: 9000 }, storage: { maxBatchRows: 5 } }, { SKIFF_PORT: '9100', SKIFF_GATEWAYS: 'tcp://a:1, tcp://b:2' });
+    expect(config.gateway.port).toBe(9100);
+    expect(config.storage.maxBatchRows).toBe(5);
+    expect(config.executor.gatewayEndpoints).toEqual(['tcp://a:1', 'tcp://b:2']);
+  });
+
+  it.each([
+    [{ gateway: { maxBodyBytes: 0 } }, {}, 'gateway.maxBodyBytes must be a positive integer'],
+    [{ gateway: { maxBodyBytes: 1.5 } }, {}, 'gateway.maxBodyBytes must be a positive integer'],
+    [{ gateway: { port: 70000 } }, {}, 'gateway.port must be 0..65535'],
+    [{ bus: { bindEndpoint: 'localhost:7100' } }, {}, 'bus.bindEndpoint must be a ZeroMQ endpoint'],
+    [{ executor: { gatewayEndpoints: [] } }, {}, 'executor.gatewayEndpoints must list at least one endpoint'],
+    [{ storage: { clickhouseUrl: 'ftp://x' } }, {}, 'storage.clickhouseUrl must be an http(s) URL or empty'],
+    [{ storage: { database: 'bad-name' } }, {}, 'storage.database must be a plain identifier'],
+    [{ gateway: { tls: { certFile: 'a.crt', keyFile: '' } } }, {}, 'gateway.tls.certFile and gateway.tls.keyFile must be set together'],
+    [{ gateway: { maxBodyByte: 5 } }, {}, 'unknown option gateway.maxBodyByte'],
+    [{}, { SKIFF_PORT: 'eighty' }, 'SKIFF_PORT (gateway.port) must be an integer, got "eighty"'],
+    [{}, { SKIFF_LOG_LEVEL: 'loud' }, 'logLevel'],
+  ])('rejects %j with env %j naming the option', (overrides, env, message) => {
+    expect(() => loadConfig(overrides as never, env)).toThrow(ConfigError);
+    expect(() => loadConfig(overrides as never, env)).toThrow(message);
+  });
+
+  it('redacts credentials in the ClickHouse URL and the TLS key path when printed', () => {
+    const config = loadConfig({ storage: { clickhouseUrl: 'http://user:secret@127.0.0.1:8123' }, gateway: { tls: { certFile: '/c.crt', keyFile: '/k.key' } } }, {});
+    const shown = JSON.stringify(redactConfig(config));
+    expect(shown).not.toContain('secret');
+    expect(shown).not.toContain('/k.key');
+    expect(shown).toContain('http://***@127.0.0.1:8123');
+  });
+
+  it('documents every option and every environment variable in docs/configuration.md', () => {
+    const doc = readFileSync(new URL('../docs/configuration.md', import.meta.url), 'utf8');
+    const flatten = (value: unknown, prefix = ''): string[] =>
+      typeof value === 'object' && value !== null && !Array.isArray(value)
+        ? Object.entries(value).flatMap(([k, v]) => flatten(v, prefix ? `${prefix}.${k}` : k))
+        : [prefix];
+    for (const option of flatten(DEFAULTS)) expect(doc, option).toContain(`\`${option}\``);
+    for (const env of Object.keys(ENV_OVERRIDES)) expect(doc, env).toContain(`\`${env}\``);
+  });
+});
