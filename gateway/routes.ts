@@ -92,7 +92,7 @@ export function registerRoutes(app: TemplatedApp, deps: RouteDeps): void {
         storageError = (err as Error).message;
       }
       const ready = executors > 0 && storageOk;
-      sendJson(ctx, ready ? 200 : 503, { ready, executors, storage: storageOk ? 'writable' : storageError });
+      sendJson(ctx, ready ? 200 : 503, { ready, executors, inFlight: deps.initiator.inFlight, storage: storageOk ? 'writable' : storageError });
     });
   });
 

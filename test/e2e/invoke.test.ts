@@ -1,0 +1,177 @@
+/**
+ * End to end on real parts: `skiff up` (uWS gateway, ZeroMQ bus, executor process, Docker
+ * containers from the offline runtime image) with chDB and with the ClickHouse server.
+ */
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GatewayClient } from '../../cli/client.ts';
+import { deployDir } from '../../cli/deploy.ts';
+import { call, eventually, invocationRecord, json, REPO_ROOT, startSkiff, type Backend, type SkiffUnderTest } from './harness.ts';
+
+const FIXTURES = path.join(REPO_ROOT, 'test', 'fixtures', 'functions');
+const EXAMPLES = path.join(REPO_ROOT, 'examples');
+
+describe.each<Backend>(['chdb', 'server'])('skiff end to end with %s storage', (backend) => {
+  let skiff: SkiffUnderTest;
+  let client: GatewayClient;
+
+  beforeAll(async () => {
+    skiff = await startSkiff({ backend });
+    client = new GatewayClient(skiff.url);
+    for (const fixture of ['crash', 'slow', 'garbage', 'logger']) await deployDir(client, path.join(FIXTURES, fixture), fixture);
+    // A short timeout for the slow fixture so the 504 test is quick.
+    const slowBundle = (await import('../../cli/pack.ts')).packFunctionDir(path.join(FIXTURES, 'slow'));
+    await client.json('PUT', '/system/functions/slow', { code: (await slowBundle).toString('base64'), limits: { timeoutMs: 1000 } });
+  });
+
+  afterAll(async () => {
+    await client?.close();
+    await skiff?.stop();
+  });
+
+  it('lists the deployed examples in both function styles', async () => {
+    const names = json<Array<{ name: string; version: number }>>(await call(`${skiff.url}/system/functions`)).map((f) => f.name);
+    expect(names).toEqual(expect.arrayContaining(['echo', 'fdk-echo', 'hello']));
+  });
+
+  it('echoes a binary body byte for byte with method, path, query and headers through the function', async () => {
+    const body = randomBytes(64 * 1024);
+    const reply = await call(`${skiff.url}/function/echo/some/path?x=1&y=two`, { method: 'PUT', body, headers: { 'content-type': 'application/octet-stream', 'x-call-id': 'caller-chosen-id-1' } });
+    expect(reply.status).toBe(200);
+    expect(reply.body.equals(body)).toBe(true);
+    expect(reply.headers['content-type']).toBe('application/octet-stream');
+    expect(reply.headers['x-echo-method']).toBe('PUT');
+    expect(reply.headers['x-echo-path']).toBe('/some/path');
+    expect(reply.headers['x-echo-query']).toBe('x=1&y=two');
+    expect(reply.headers['x-call-id']).toBe('caller-chosen-id-1');
+    expect(Number(reply.headers['x-duration-ms'])).toBeGreaterThan(0);
+  });
+
+  it('carries a 5 MB body both ways intact', async () => {
+    const body = randomBytes(5 * 1024 * 1024);
+    const reply = await call(`${skiff.url}/function/echo`, { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' } });
+    expect(reply.status).toBe(200);
+    expect(reply.body.length).toBe(body.length);
+    expect(reply.body.equals(body)).toBe(true);
+  });
+
+  it('runs an unchanged @fnproject/fdk program', async () => {
+    const body = Buffer.from([0, 1, 2, 3, 250, 251, 252]);
+    const reply = await call(`${skiff.url}/function/fdk-echo`, { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' } });
+    expect(reply.status).toBe(200);
+    expect(reply.body.equals(body)).toBe(true);
+  });
+
+  it('starts a new function cold, then reuses its warm container, and stores both records', async () => {
+    const name = `cw-${randomBytes(3).toString('hex')}`;
+    await deployDir(client, path.join(EXAMPLES, 'echo'), name);
+    const first = await call(`${skiff.url}/function/${name}`, { method: 'POST', body: 'one' });
+    const second = await call(`${skiff.url}/function/${name}`, { method: 'POST', body: 'two' });
+    expect(first.status).toBe(200);
+    expect(second.body.toString()).toBe('two');
+    const firstRecord = await invocationRecord(skiff.url, first.headers['x-call-id']);
+    const secondRecord = await invocationRecord(skiff.url, second.headers['x-call-id']);
+    expect(firstRecord).toMatchObject({ function: name, start: 'cold', status: 'ok', httpStatus: 200, errorCode: '', requestBytes: 3, responseBytes: 3 });
+    expect(secondRecord).toMatchObject({ function: name, start: 'warm', status: 'ok' });
+    expect(secondRecord.containerId).toBe(firstRecord.containerId);
+    expect(secondRecord.executor).toBe(skiff.nodeId);
+  });
+
+  it('stores the function log lines with the invocation they belong to', async () => {
+    const reply = await call(`${skiff.url}/function/echo`, { method: 'POST', body: 'twelve bytes' });
+    const id = reply.headers['x-call-id'];
+    const record = await eventually(async () => {
+      const found = await invocationRecord(skiff.url, id);
+      return found.logs.some((l) => l.line.includes('echo 12 bytes')) ? found : undefined;
+    }, 15_000, 'the echo log line');
+    expect(record.logs.find((l) => l.line.includes('echo 12 bytes'))?.stream).toBe('stdout');
+  });
+
+  it('keeps the caller traceparent and stores its trace id', async () => {
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    const reply = await call(`${skiff.url}/function/hello?name=skiff`, { headers: { traceparent } });
+    expect(reply.status).toBe(200);
+    const record = await invocationRecord(skiff.url, reply.headers['x-call-id']);
+    expect(record.traceId).toBe('4bf92f3577b34da6a3ce929d0e0e4736');
+  });
+
+  it('answers 404 FUNCTION_NOT_FOUND for an unknown function and records it', async () => {
+    const reply = await call(`${skiff.url}/function/does-not-exist`, { method: 'POST', body: 'x' });
+    expect(reply.status).toBe(404);
+    expect(json(reply)).toEqual({ error: { code: 'FUNCTION_NOT_FOUND', message: expect.stringContaining('does-not-exist') } });
+    const record = await invocationRecord(skiff.url, reply.headers['x-call-id']);
+    expect(record).toMatchObject({ status: 'rejected', errorCode: 'FUNCTION_NOT_FOUND', httpStatus: 404 });
+  });
+
+  it('answers 413 PAYLOAD_TOO_LARGE for a body over the limit', async () => {
+    const reply = await call(`${skiff.url}/function/echo`, { method: 'POST', body: Buffer.alloc(6 * 1024 * 1024 + 1) });
+    expect(reply.status).toBe(413);
+    expect(json<{ error: { code: string } }>(reply).error.code).toBe('PAYLOAD_TOO_LARGE');
+    const record = await invocationRecord(skiff.url, reply.headers['x-call-id']);
+    expect(record.errorCode).toBe('PAYLOAD_TOO_LARGE');
+  });
+
+  it('answers 504 FUNCTION_TIMEOUT past the deadline and replaces the container', async () => {
+    const reply = await call(`${skiff.url}/function/slow?ms=60000`);
+    expect(reply.status).toBe(504);
+    expect(json<{ error: { code: string } }>(reply).error.code).toBe('FUNCTION_TIMEOUT');
+    const record = await invocationRecord(skiff.url, reply.headers['x-call-id']);
+    expect(record).toMatchObject({ status: 'timeout', errorCode: 'FUNCTION_TIMEOUT', httpStatus: 504 });
+    const quick = await call(`${skiff.url}/function/slow?ms=1`);
+    expect(quick.status).toBe(200);
+    const quickRecord = await invocationRecord(skiff.url, quick.headers['x-call-id']);
+    expect(quickRecord.containerId).not.toBe(record.containerId);
+  });
+
+  it('answers 502 FUNCTION_CRASHED when the function process dies mid-call', async () => {
+    const reply = await call(`${skiff.url}/function/crash`, { method: 'POST', body: 'x' });
+    expect(reply.status).toBe(502);
+    expect(json<{ error: { code: string } }>(reply).error.code).toBe('FUNCTION_CRASHED');
+    const record = await invocationRecord(skiff.url, reply.headers['x-call-id']);
+    expect(record).toMatchObject({ status: 'error', errorCode: 'FUNCTION_CRASHED' });
+  });
+
+  it('answers 502 FUNCTION_BAD_RESPONSE when the function answers garbage', async () => {
+    const reply = await call(`${skiff.url}/function/garbage`, { method: 'POST', body: 'x' });
+    expect(reply.status).toBe(502);
+    expect(json<{ error: { code: string } }>(reply).error.code).toBe('FUNCTION_BAD_RESPONSE');
+  });
+
+  it('lists invocations filtered by function and status', async () => {
+    await call(`${skiff.url}/function/logger?n=2`);
+    const rows = await eventually(async () => {
+      const list = json<Array<{ function: string; status: string }>>(await call(`${skiff.url}/system/invocations?function=logger&status=ok&limit=5`));
+      return list.length > 0 ? list : undefined;
+    }, 15_000, 'logger invocations');
+    expect(rows.every((r) => r.function === 'logger' && r.status === 'ok')).toBe(true);
+    const bad = await call(`${skiff.url}/system/invocations?limit=0`);
+    expect(bad.status).toBe(400);
+    expect(json<{ error: { code: string } }>(bad).error.code).toBe('BAD_REQUEST');
+  });
+
+  it('is healthy and ready with an executor connected and storage writable', async () => {
+    expect((await call(`${skiff.url}/healthz`)).status).toBe(200);
+    const ready = await call(`${skiff.url}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(json(ready)).toMatchObject({ ready: true, executors: 1, storage: 'writable' });
+  });
+
+  it('fails an in-flight call fast with 502 EXECUTOR_LOST when the executor is killed, then answers 503', async () => {
+    const inFlight = call(`${skiff.url}/function/slow?ms=20000`);
+    // Once the gateway has the call in flight on that executor, losing the executor must fail it.
+    await eventually(async () => ((json<{ inFlight: number }>(await call(`${skiff.url}/readyz`)).inFlight >= 1) ? true : undefined), 10_000, 'the call in flight');
+    const killedAt = Date.now();
+    process.kill(skiff.executorPid, 'SIGKILL');
+    const reply = await inFlight;
+    const failedAfterMs = Date.now() - killedAt;
+    expect(reply.status).toBe(502);
+    expect(json<{ error: { code: string } }>(reply).error.code).toBe('EXECUTOR_LOST');
+    expect(failedAfterMs).toBeLessThan(10_000);
+    const after = await call(`${skiff.url}/function/echo`, { method: 'POST', body: 'x' });
+    expect(after.status).toBe(503);
+    expect(json<{ error: { code: string } }>(after).error.code).toBe('NO_EXECUTOR');
+    const ready = await call(`${skiff.url}/readyz`);
+    expect(ready.status).toBe(503);
+  });
+});

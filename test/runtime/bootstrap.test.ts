@@ -1,0 +1,245 @@
+/**
+ * The bootstrap on the host (no Docker): started as the container would start it, with FN_LISTENER
+ * in a temporary directory, and called over the unix socket with the Fn http-stream contract.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { promises as fsp } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Client } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BOOTSTRAP_SOURCE, LISTENER_FILE } from '../../executor/runtime/index.ts';
+
+const FIXTURES = fileURLToPath(new URL('../fixtures/functions/', import.meta.url));
+const READY_TIMEOUT_MS = 10_000;
+
+interface Bootstrapped {
+  child: ChildProcess;
+  dir: string;
+  socketPath: string;
+  client: Client;
+  output: { stdout: string; stderr: string };
+  exited: Promise<[number | null, NodeJS.Signals | null]>;
+}
+
+const started: Bootstrapped[] = [];
+let scratch = '';
+
+beforeAll(async () => {
+  scratch = await fsp.mkdtemp(path.join(os.tmpdir(), 'skiff-bootstrap-test-'));
+});
+
+afterAll(async () => {
+  for (const b of started) {
+    await b.client.close();
+    if (b.child.exitCode === null && b.child.signalCode === null) {
+      b.child.kill('SIGKILL');
+      await b.exited;
+    }
+  }
+  await fsp.rm(scratch, { recursive: true, force: true });
+});
+
+/** Polls `check` (bounded) until it returns true. */
+async function until(what: string, check: () => Promise<boolean>, timeoutMs = READY_TIMEOUT_MS): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+async function runBootstrap(handler: string, env: Record<string, string> = {}, waitReady = true): Promise<Bootstrapped> {
+  const dir = await fsp.mkdtemp(path.join(scratch, 'iofs-'));
+  const socketPath = path.join(dir, LISTENER_FILE);
+  const child = spawn(process.execPath, [BOOTSTRAP_SOURCE], {
+    env: {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      FN_LISTENER: `unix:${socketPath}`,
+      FN_FORMAT: 'http-stream',
+      SKIFF_HANDLER: handler,
+      SKIFF_FUNCTION_NAME: 'shapes',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output = { stdout: '', stderr: '' };
+  child.stdout!.on('data', (chunk: Buffer) => (output.stdout += chunk.toString('utf8')));
+  child.stderr!.on('data', (chunk: Buffer) => (output.stderr += chunk.toString('utf8')));
+  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+  const b: Bootstrapped = { child, dir, socketPath, client: new Client('http://localhost', { socketPath }), output, exited };
+  started.push(b);
+  if (waitReady) {
+    await until(`${socketPath}`, async () => {
+      if (child.exitCode !== null) throw new Error(`bootstrap exited ${child.exitCode}: ${output.stderr}`);
+      return fsp.stat(socketPath).then((s) => s.isSocket(), () => false);
+    });
+  }
+  return b;
+}
+
+async function call(b: Bootstrapped, url: string, options: { method?: string; headers?: Record<string, string | string[]>; body?: Buffer | string; deadline?: Date } = {}) {
+  const headers: Record<string, string | string[]> = {
+    'Fn-Call-Id': 'call-42',
+    'Fn-Deadline': (options.deadline ?? new Date(Date.now() + 30_000)).toISOString(),
+    'Fn-Http-Method': options.method ?? 'POST',
+    'Fn-Http-Request-Url': url,
+  };
+  for (const [name, value] of Object.entries(options.headers ?? {})) headers[`Fn-Http-H-${name}`] = value;
+  const response = await b.client.request({ path: '/call', method: 'POST', headers, body: options.body ?? '' });
+  return { statusCode: response.statusCode, headers: response.headers, body: Buffer.from(await response.body.arrayBuffer()) };
+}
+
+describe('the bootstrap serving a style (a) function', () => {
+  let b: Bootstrapped;
+  beforeAll(async () => {
+    b = await runBootstrap(path.join(FIXTURES, 'shapes', 'index.mjs'));
+  });
+
+  it('publishes the listener as a relative symlink to a world-writable socket in the same directory', async () => {
+    const target = await fsp.readlink(b.socketPath);
+    expect(path.isAbsolute(target)).toBe(false);
+    expect(path.dirname(target)).toBe('.');
+    const stat = await fsp.stat(path.join(b.dir, target));
+    expect(stat.isSocket()).toBe(true);
+    expect(stat.mode & 0o777).toBe(0o666);
+  });
+
+  it('builds request and context from the Fn-* headers and the body', async () => {
+    const deadline = new Date(Date.now() + 12_345);
+    const res = await call(b, '/function/shapes/inspect?a=1&a=2&b=&c=%20x', {
+      method: 'patch',
+      deadline,
+      headers: { 'Content-Type': 'application/json', 'X-Custom': ['one', 'two'], Cookie: ['a=1', 'b=2'] },
+      body: Buffer.from([0, 1, 2, 3, 254, 255]),
+    });
+    expect(res.headers['fn-http-status']).toBe('200');
+    expect(JSON.parse(res.body.toString('utf8'))).toEqual({
+      request: {
+        method: 'PATCH',
+        url: '/function/shapes/inspect?a=1&a=2&b=&c=%20x',
+        path: '/inspect',
+        query: { a: ['1', '2'], b: '', c: ' x' },
+        rawQuery: 'a=1&a=2&b=&c=%20x',
+        headers: { 'content-type': 'application/json', 'x-custom': 'one, two', cookie: 'a=1; b=2' },
+        body: Buffer.from([0, 1, 2, 3, 254, 255]).toString('base64'),
+        bodyIsBuffer: true,
+      },
+      context: { callId: 'call-42', deadline: deadline.toISOString(), deadlineIsDate: true, functionName: 'shapes', hasSignal: true },
+    });
+  });
+
+  it.each([
+    ['/string', 200, 'text/plain; charset=utf-8', Buffer.from('plain text ✓')],
+    ['/buffer', 200, 'application/octet-stream', Buffer.from([0, 1, 2, 255])],
+    ['/array', 200, 'application/json', Buffer.from('[1,"two",{"three":3}]')],
+    ['/null', 204, undefined, Buffer.alloc(0)],
+    ['/shape', 201, 'application/json', Buffer.from('{"created":true}')],
+    ['/shape-text', 404, 'text/plain; charset=utf-8', Buffer.from('nope')],
+    ['/shape-type', 200, 'text/csv', Buffer.from('a,b\n1,2\n')],
+    ['/response', 202, 'text/x-custom', Buffer.from('from a Response')],
+  ])('maps a %s result to Fn-Http-Status %i with its content type and body', async (route, status, contentType, body) => {
+    const res = await call(b, `/function/shapes${route}`);
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['fn-http-status']).toBe(String(status));
+    expect(res.headers['content-type']).toBe(contentType);
+    expect(res.headers['fn-http-h-content-type']).toBe(contentType);
+    expect(res.body.equals(body)).toBe(true);
+  });
+
+  it('passes function headers through as Fn-Http-H-* headers, repeated values included', async () => {
+    const shape = await call(b, '/function/shapes/shape');
+    expect(shape.headers['fn-http-h-x-multi']).toEqual(['a', 'b']);
+    expect(shape.headers['fn-http-h-set-cookie']).toBe('k=v');
+    const response = await call(b, '/function/shapes/response');
+    expect(response.headers['fn-http-h-x-r']).toBe('1');
+  });
+
+  it('answers Fn-Http-Status 500 with a JSON error for an invalid status and logs why', async () => {
+    const res = await call(b, '/function/shapes/bad-status');
+    expect(res.headers['fn-http-status']).toBe('500');
+    expect(JSON.parse(res.body.toString('utf8'))).toEqual({ error: { code: 'FUNCTION_ERROR', message: 'the function returned an invalid HTTP status: 42' } });
+    await until('the error on stderr', async () => b.output.stderr.includes('invalid HTTP status: 42'));
+  });
+
+  it('aborts context.signal when the deadline passes', async () => {
+    const res = await call(b, '/function/shapes/abort', { deadline: new Date(Date.now() + 150) });
+    expect(res.headers['fn-http-status']).toBe('200');
+    expect(res.body.toString('utf8')).toBe('aborted');
+  });
+
+  it('exits 0 on SIGTERM', async () => {
+    const other = await runBootstrap(path.join(FIXTURES, 'shapes', 'index.mjs'));
+    other.child.kill('SIGTERM');
+    expect(await other.exited).toEqual([0, null]);
+  });
+});
+
+describe('the bootstrap loading modules', () => {
+  it.each([
+    ['module.exports = function', 'index.cjs', "module.exports = async () => 'cjs function';", 'cjs function'],
+    ['exports.default (transpiled)', 'index.cjs', "Object.defineProperty(exports, '__esModule', { value: true }); exports.default = async () => 'cjs default';", 'cjs default'],
+    ['export default', 'index.mjs', "export default async () => 'esm default';", 'esm default'],
+    ['export const handler', 'index.mjs', "export const handler = async () => 'esm handler';", 'esm handler'],
+  ])('serves a handler exported as %s', async (_label, file, source, expected) => {
+    const dir = await fsp.mkdtemp(path.join(scratch, 'module-'));
+    await fsp.writeFile(path.join(dir, file), source);
+    const b = await runBootstrap(path.join(dir, file));
+    const res = await call(b, '/function/shapes');
+    expect(res.body.toString('utf8')).toBe(expected);
+  });
+
+  it('leaves the listener to a program that loaded @fnproject/fdk even when it exports fdk.handle\'s closer', async () => {
+    const dir = await fsp.mkdtemp(path.join(scratch, 'fdk-'));
+    const fdk = fileURLToPath(new URL('../../examples/fdk-echo/node_modules/@fnproject/fdk/fn-fdk.js', import.meta.url));
+    await fsp.writeFile(path.join(dir, 'func.cjs'), `const fdk = require(${JSON.stringify(fdk)});\nmodule.exports = fdk.handle(async () => 'from fdk');\n`);
+    const b = await runBootstrap(path.join(dir, 'func.cjs'));
+    const res = await call(b, '/function/shapes');
+    expect(res.headers['fn-fdk-version']).toMatch(/^fdk-node\//);
+    expect(JSON.parse(res.body.toString('utf8'))).toBe('from fdk');
+  });
+
+  it('prints the import error and exits 1 when the module throws at load', async () => {
+    const b = await runBootstrap(path.join(FIXTURES, 'badload', 'index.mjs'), {}, false);
+    const [code] = await b.exited;
+    expect(code).toBe(1);
+    expect(b.output.stderr).toContain('Error: badload: this function fails at import');
+  });
+
+  it('exits 1 naming FN_LISTENER when it is not a unix socket', async () => {
+    const b = await runBootstrap(path.join(FIXTURES, 'shapes', 'index.mjs'), { FN_LISTENER: 'tcp://127.0.0.1:1' }, false);
+    const [code] = await b.exited;
+    expect(code).toBe(1);
+    expect(b.output.stderr).toContain('FN_LISTENER must be unix:<socket path>');
+  });
+});
+
+describe('the error-test fixtures', () => {
+  it('crash exits with code 3 on a call without answering', async () => {
+    const b = await runBootstrap(path.join(FIXTURES, 'crash', 'index.mjs'));
+    await expect(call(b, '/function/crash')).rejects.toThrow();
+    expect(await b.exited).toEqual([3, null]);
+  });
+
+  it('slow answers after the ?ms= delay', async () => {
+    const b = await runBootstrap(path.join(FIXTURES, 'slow', 'index.mjs'));
+    const res = await call(b, '/function/slow?ms=20');
+    expect(res.body.toString('utf8')).toBe('slept 20 ms');
+  });
+
+  it('garbage opens the listener itself and answers bytes that are not HTTP', async () => {
+    const b = await runBootstrap(path.join(FIXTURES, 'garbage', 'index.mjs'));
+    await expect(call(b, '/function/garbage')).rejects.toThrow();
+  });
+
+  it('logger prints ?n= lines to stdout and one to stderr, then answers ok', async () => {
+    const b = await runBootstrap(path.join(FIXTURES, 'logger', 'index.mjs'));
+    const res = await call(b, '/function/logger?n=3');
+    expect(res.body.toString('utf8')).toBe('ok');
+    await until('the log lines', async () => b.output.stdout.split('\n').filter(Boolean).length === 3 && b.output.stderr.includes('logger stderr'));
+    expect(b.output.stdout).toBe('logger stdout 1/3 call=call-42\nlogger stdout 2/3 call=call-42\nlogger stdout 3/3 call=call-42\n');
+    expect(b.output.stderr).toBe('logger stderr call=call-42\n');
+  });
+});
