@@ -26,20 +26,24 @@ export interface LoadResult {
 
 export async function runLoad(target: LoadTarget, connections: number, durationS: number): Promise<LoadResult> {
   const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
-  const instance = autocannon({
-    url: target.url,
-    socketPath: target.socketPath,
-    method: target.method,
-    headers: target.headers,
-    body: target.body,
-    connections,
-    pipelining: 1,
-    duration: durationS,
+  const result = await new Promise<autocannon.Result>((resolve, reject) => {
+    const instance = autocannon(
+      {
+        url: target.url,
+        socketPath: target.socketPath,
+        method: target.method,
+        headers: target.headers,
+        body: target.body,
+        connections,
+        pipelining: 1,
+        duration: durationS,
+      },
+      (err, res) => (err ? reject(err) : resolve(res)),
+    );
+    instance.on('response', (_client, statusCode, _bytes, responseTimeMs) => {
+      if (statusCode >= 200 && statusCode < 300) histogram.recordValue(Math.max(1, Math.round(responseTimeMs * 1000)));
+    });
   });
-  instance.on('response', (_client: unknown, statusCode: number, _bytes: number, responseTimeMs: number) => {
-    if (statusCode >= 200 && statusCode < 300) histogram.recordValue(Math.max(1, Math.round(responseTimeMs * 1000)));
-  });
-  const result = await instance;
   const out: LoadResult = {
     requestsPerSec: result.requests.average,
     latencyUs: {

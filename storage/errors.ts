@@ -1,0 +1,40 @@
+/**
+ * ClickHouse and chDB failures become SkiffError STORAGE_UNAVAILABLE here, at the storage
+ * boundary, with a hint for the causes an operator can act on (one map, not scattered checks).
+ */
+import { SkiffError } from '../errors.ts';
+
+/** Error codes (socket errno or ClickHouse numeric code) → what it means for an operator. */
+const CLICKHOUSE_ERRORS_MAP: Readonly<Record<string, string>> = {
+  ECONNREFUSED: 'ClickHouse server refused the connection (is it running? see scripts/start-clickhouse.sh)',
+  ECONNRESET: 'ClickHouse server closed the connection',
+  ENOTFOUND: 'ClickHouse server host name does not resolve',
+  ETIMEDOUT: 'ClickHouse server did not answer in time',
+  '81': 'database does not exist (storage was not migrated)',
+  '60': 'table does not exist (storage was not migrated)',
+  '164': 'the ClickHouse user is read-only',
+  '192': 'unknown ClickHouse user',
+  '193': 'wrong ClickHouse password',
+  '241': 'ClickHouse ran out of memory',
+  '243': 'ClickHouse ran out of disk space',
+  '252': 'too many parts: ClickHouse cannot merge as fast as inserts arrive',
+};
+
+function errorCode(err: unknown): string {
+  if (typeof err !== 'object' || err === null) return '';
+  const { code, clickhouseCode } = err as { code?: unknown; clickhouseCode?: unknown };
+  if (clickhouseCode !== undefined && clickhouseCode !== null) return String(clickhouseCode);
+  if (typeof code === 'string' || typeof code === 'number') return String(code);
+  const match = /Code: (\d+)/.exec(err instanceof Error ? err.message : '');
+  return match ? match[1] : '';
+}
+
+/** Wraps a backend failure of `operation` (e.g. 'insert into logs') as STORAGE_UNAVAILABLE. */
+export function toStorageError(err: unknown, operation: string): SkiffError {
+  if (err instanceof SkiffError) return err;
+  const code = errorCode(err);
+  const raw = err instanceof Error ? err.message : String(err);
+  const hint = CLICKHOUSE_ERRORS_MAP[code];
+  const detail = (hint ? `${hint}: ${raw}` : raw).split('\n')[0].slice(0, 500);
+  return new SkiffError('STORAGE_UNAVAILABLE', `storage ${operation} failed: ${detail}`, { cause: err });
+}

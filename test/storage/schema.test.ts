@@ -1,0 +1,51 @@
+/** The schema text and the row codecs must agree, and inlined literals must be safe. */
+import { describe, expect, it } from 'vitest';
+import { literal, clampLimit, MAX_LIST_LIMIT, DEFAULT_LIST_LIMIT } from '../../storage/queries.ts';
+import { encodeRows, decodeRows, type RecordOf } from '../../storage/rows.ts';
+import { columnNames, createTableSql, TABLE_NAMES, type TableName } from '../../storage/schema.ts';
+
+const SAMPLES: { [T in TableName]: RecordOf[T] } = {
+  invocations: {
+    id: 'i', namespace: 'n', function: 'f', version: 1, executor: 'e', containerId: 'c', trigger: 'sync', attempt: 1, status: 'ok', errorCode: '',
+    httpStatus: 200, start: 'cold', receivedAtMs: 1, finishedAtMs: 2, queueUs: 3, initUs: 4, runUs: 5, totalUs: 6, requestBytes: 7, responseBytes: 8, traceId: 't',
+  },
+  logs: { invocationId: 'i', function: 'f', containerId: 'c', timeMs: 1, seq: 2, lineId: 'l', stream: 'stderr', line: 'x', truncated: true },
+  container_events: { eventId: 'e', timeMs: 1, nodeId: 'n', containerId: 'c', function: 'f', version: 2, kind: 'evicted', detail: 'd' },
+  functions: {
+    name: 'f', namespace: 'n', version: 1, runtime: 'node20', image: '', codeHash: 'h', code: 'Y29kZQ==', handler: 'index.js', env: { A: 'b' },
+    limits: { memoryMB: 128, timeoutMs: 1000, concurrency: 1 }, createdAtMs: 5, deleted: false,
+  },
+  schema_migrations: { version: 1, name: 'm', appliedAtMs: 9 },
+};
+
+describe('schema and codecs', () => {
+  it.each(TABLE_NAMES)('encodes %s records into exactly the columns of its table, and decodes them back', (table) => {
+    const [row] = encodeRows(table, [SAMPLES[table]]);
+    expect(Object.keys(row)).toEqual(columnNames(table));
+    expect(decodeRows(table, [row])).toEqual([SAMPLES[table]]);
+    expect(createTableSql('db', table)).toContain('ENGINE = ReplacingMergeTree');
+  });
+
+  it('decodes 64-bit integers that ClickHouse quotes in JSON', () => {
+    const [row] = encodeRows('invocations', [SAMPLES.invocations]);
+    const quoted = Object.fromEntries(Object.entries(row).map(([k, v]) => [k, String(v)]));
+    expect(decodeRows('invocations', [quoted])).toEqual([SAMPLES.invocations]);
+  });
+
+  it('clamps numbers a column cannot hold instead of failing the batch', () => {
+    const bad = { ...SAMPLES.invocations, attempt: 70_000, httpStatus: -1, totalUs: 1.5, queueUs: Number.NaN };
+    expect(encodeRows('invocations', [bad])[0]).toMatchObject({ attempt: 65_535, http_status: 0, total_us: 1, queue_us: 0 });
+  });
+
+  it('escapes quotes and backslashes in string literals', () => {
+    expect(literal("it's")).toBe("'it\\'s'");
+    expect(literal('a\\')).toBe("'a\\\\'");
+    expect(literal("\\'; DROP TABLE x; --")).toBe("'\\\\\\'; DROP TABLE x; --'");
+  });
+
+  it('defaults the list limit to 50 and caps it at 1000', () => {
+    expect(clampLimit(undefined)).toBe(DEFAULT_LIST_LIMIT);
+    expect(clampLimit(5000)).toBe(MAX_LIST_LIMIT);
+    expect(clampLimit(0)).toBe(1);
+  });
+});
