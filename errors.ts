@@ -22,6 +22,7 @@ export const ERROR_CODES = {
   ROUTE_NOT_FOUND: { statusCode: 404, blame: 'caller', description: 'No route matches the method and path.' },
   PAYLOAD_TOO_LARGE: { statusCode: 413, blame: 'caller', description: 'The request body is over gateway.maxBodyBytes.' },
   HEADERS_TOO_LARGE: { statusCode: 431, blame: 'caller', description: 'The request headers are over gateway.maxHeaderBytes.' },
+  FUNCTION_ERROR: { statusCode: 500, blame: 'function', description: 'The function threw; the body carries its message and its stderr (stored with the invocation) the stack.' },
   FUNCTION_CRASHED: { statusCode: 502, blame: 'function', description: 'The function container exited or closed the connection before answering.' },
   FUNCTION_BAD_RESPONSE: { statusCode: 502, blame: 'function', description: 'The function answered something that is not a valid http-stream response.' },
   FUNCTION_START_FAILED: { statusCode: 502, blame: 'function', description: 'The function container started but never opened its listener (bad code, crash at load).' },

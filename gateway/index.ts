@@ -2,6 +2,7 @@
  * gateway/: the HTTP front door (uWebSockets.js) with the initiator and the bus ROUTER inside.
  * Public surface.
  */
+import { createRequire } from 'node:module';
 import type { us_listen_socket } from 'uWebSockets.js';
 import type { SkiffConfig } from '../config.ts';
 import type { Logger } from '../logger.ts';
@@ -31,7 +32,8 @@ export interface Gateway {
 export async function startGateway(config: SkiffConfig, storage: Storage, logger: Logger): Promise<Gateway> {
   // uWS reads its header limit from the environment when it loads.
   process.env.UWS_HTTP_MAX_HEADERS_SIZE ??= String(config.gateway.maxHeaderBytes);
-  const uws = await import('uWebSockets.js');
+  // A native CommonJS addon: load it with require so its exports are all there.
+  const uws = createRequire(import.meta.url)('uWebSockets.js') as typeof import('uWebSockets.js');
   const registry = new FunctionRegistry(storage, config);
   await registry.load();
   const initiator = new Initiator(config, registry, storage, logger);

@@ -1,0 +1,118 @@
+/**
+ * One container's http-stream client: HTTP/1.1 `POST /call` over the unix socket the container
+ * published in its iofs directory, with undici (one Client per container, pipelining 1).
+ * Hot path: the request body Buffer from the INVOKE frame is sent as is; the response body is
+ * collected as Buffers up to executor.maxResponseBytes.
+ */
+import { Client } from 'undici';
+import type { InvokeHeader } from '../bus/index.ts';
+import { SkiffError } from '../errors.ts';
+import { fromFnResponseHeaders, toFnRequestHeaders } from './fn-headers.ts';
+
+/** A warm connection stays open this long between calls (the bootstrap never closes it). */
+const KEEP_ALIVE_MS = 10 * 60_000;
+
+/** One call into the container. */
+export interface ContainerCall {
+  invoke: InvokeHeader;
+  functionName: string;
+  body: Buffer;
+  /** Aborted at the deadline or when the container goes away; its reason is the error thrown. */
+  signal: AbortSignal;
+  maxResponseBytes: number;
+}
+
+export interface ContainerResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: Buffer;
+}
+
+/** undici/socket error codes meaning the container side went away mid-call. */
+const CRASH_CODES = new Set(['UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_DESTROYED', 'ECONNRESET', 'EPIPE', 'ECONNREFUSED', 'ENOENT', 'UND_ERR_ABORTED']);
+/** Codes meaning the container answered something that is not HTTP/http-stream. */
+const BAD_RESPONSE_CODES = new Set(['UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'UND_ERR_HEADERS_OVERFLOW', 'UND_ERR_INFO']);
+
+/** Maps a failed call to its Skiff error: our own abort reason first, then undici's error. */
+export function classifyCallError(err: unknown, signal: AbortSignal): SkiffError {
+  if (signal.aborted && signal.reason instanceof SkiffError) return signal.reason;
+  if (err instanceof SkiffError) return err;
+  const code = (err as { code?: unknown } | null)?.code;
+  const message = err instanceof Error ? err.message : String(err);
+  const parserError = err instanceof Error && err.name === 'HTTPParserError';
+  if (parserError || (typeof code === 'string' && (code.startsWith('HPE_') || BAD_RESPONSE_CODES.has(code)))) {
+    return new SkiffError('FUNCTION_BAD_RESPONSE', `the function answered an invalid http-stream response: ${message}`, { cause: err });
+  }
+  if (typeof code === 'string') {
+    if (CRASH_CODES.has(code)) {
+      return new SkiffError('FUNCTION_CRASHED', `the function container closed the connection before answering: ${message}`, { cause: err });
+    }
+  }
+  return new SkiffError('FUNCTION_CRASHED', `the call to the function container failed: ${message}`, { cause: err });
+}
+
+function tooLarge(limit: number): SkiffError {
+  return new SkiffError('RESPONSE_TOO_LARGE', `the function response body is over executor.maxResponseBytes (${limit} bytes)`);
+}
+
+/** The http-stream client of one container. */
+export class ContainerClient {
+  readonly #client: Client;
+
+  constructor(socketPath: string) {
+    this.#client = new Client('http://localhost', {
+      socketPath,
+      pipelining: 1,
+      // The executor owns deadlines (the call's AbortSignal); undici must not cut calls itself.
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      keepAliveTimeout: KEEP_ALIVE_MS,
+      keepAliveMaxTimeout: KEEP_ALIVE_MS,
+    });
+  }
+
+  /** Runs one call; throws a SkiffError (FUNCTION_*, RESPONSE_TOO_LARGE or the signal's reason). */
+  async call(call: ContainerCall): Promise<ContainerResponse> {
+    const { signal, maxResponseBytes } = call;
+    let response: Awaited<ReturnType<Client['request']>>;
+    try {
+      response = await this.#client.request({
+        path: '/call',
+        method: 'POST',
+        headers: toFnRequestHeaders(call.invoke, call.functionName),
+        body: call.body,
+        signal,
+      });
+    } catch (err) {
+      throw classifyCallError(err, signal);
+    }
+    const { body } = response;
+    try {
+      const head = fromFnResponseHeaders(response.statusCode, response.headers);
+      const declared = Number(response.headers['content-length']);
+      if (Number.isFinite(declared) && declared > maxResponseBytes) throw tooLarge(maxResponseBytes);
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of body) {
+        const buf = chunk as Buffer;
+        size += buf.length;
+        if (size > maxResponseBytes) throw tooLarge(maxResponseBytes);
+        chunks.push(buf);
+      }
+      return { status: head.status, headers: head.headers, body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size) };
+    } catch (err) {
+      body.destroy();
+      throw classifyCallError(err, signal);
+    }
+  }
+
+  /** Closes the connection after any call in progress. */
+  async close(): Promise<void> {
+    await this.#client.close();
+  }
+
+  /** Drops the connection now, failing any call in progress. */
+  destroy(): void {
+    void this.#client.destroy().catch(() => {});
+  }
+}

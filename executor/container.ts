@@ -1,0 +1,95 @@
+/**
+ * One function container as the executor tracks it: its state (one enum, counted by the pool),
+ * the calls holding a slot in it, its http-stream client, and the invocation its output is
+ * attributed to.
+ */
+import type { StartType } from '../bus/index.ts';
+import type { SkiffError } from '../errors.ts';
+import type { ContainerClient } from './container-client.ts';
+import type { DeployedFunction } from './registry.ts';
+import type { TelemetryRoute } from './telemetry.ts';
+
+export const ContainerState = {
+  /** Being created/started; has not opened its listener yet. */
+  STARTING: 'starting',
+  IDLE: 'idle',
+  /** Serving at least one call. */
+  BUSY: 'busy',
+  /** Being killed/removed; never handed out again. */
+  REMOVING: 'removing',
+} as const;
+export type ContainerState = (typeof ContainerState)[keyof typeof ContainerState];
+
+/** An invocation as far as its container's output is concerned. */
+export interface InvocationRef {
+  id: string;
+  route: TelemetryRoute;
+}
+
+/** Why a container goes away: the event recorded, and the error its in-flight calls get. */
+export interface RemovalReason {
+  kind: 'killed' | 'crashed' | 'evicted' | 'removed';
+  detail: string;
+  error: SkiffError;
+}
+
+/** A container handed to one invocation. */
+export interface Lease {
+  container: FunctionContainer;
+  start: Exclude<StartType, 'stemcell'>;
+  /** Microseconds this call waited for the container to start (0 when warm). */
+  initUs: number;
+}
+
+export class FunctionContainer {
+  readonly deployed: DeployedFunction;
+  readonly createdAtMs = Date.now();
+  /** Docker id, '' until created. */
+  id = '';
+  state: ContainerState = ContainerState.STARTING;
+  /** Calls holding a slot (including ones waiting for it to start). */
+  active = 0;
+  lastUsedMs = Date.now();
+  /** Retired (undeployed or superseded): removed as soon as it is idle. */
+  retired = false;
+  client: ContainerClient | undefined;
+  /** Host directory bind-mounted at /tmp/iofs. */
+  iofsDir = '';
+  /**
+   * The invocation output is attributed to: the one running now, or the most recent. Exact with
+   * concurrency 1; with more, lines go to the call that started last.
+   */
+  invocation: InvocationRef | undefined;
+  /** Settles when the start attempt is over (ready or failed). */
+  ready: Promise<void> = Promise.resolve();
+  /** Settles when the removal is over; set once. */
+  removal: Promise<void> | undefined;
+  readonly #life = new AbortController();
+
+  constructor(deployed: DeployedFunction) {
+    this.deployed = deployed;
+  }
+
+  get key(): string {
+    return this.deployed.key;
+  }
+
+  get concurrency(): number {
+    return this.deployed.spec.limits.concurrency;
+  }
+
+  /** Aborted (reason: a SkiffError) when the container goes away; in-flight calls listen to it. */
+  get signal(): AbortSignal {
+    return this.#life.signal;
+  }
+
+  /** Fails every call in progress with `error`. */
+  abort(error: SkiffError): void {
+    if (!this.#life.signal.aborted) this.#life.abort(error);
+  }
+
+  /** Short id for logs and events. */
+  get shortId(): string {
+    return this.id.slice(0, 12);
+  }
+}

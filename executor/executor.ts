@@ -1,0 +1,326 @@
+/**
+ * The executor: one BusDealer per gateway, credits, DEPLOY/UNDEPLOY into the registry, and each
+ * INVOKE run on a warm (else cold) container, its RESULT sent back on the dealer it came from.
+ * Hot path: #invoke; the request and response bodies are passed along as Buffers, never copied.
+ */
+import { performance } from 'node:perf_hooks';
+import type { Logger } from 'pino';
+import { BusDealer, MessageType, type BusMessage, type InvokeHeader, type ResultHeader } from '../bus/index.ts';
+import type { SkiffConfig } from '../config.ts';
+import { SkiffError, toSkiffError } from '../errors.ts';
+import { linkSignals, raceAbort } from './abortable.ts';
+import type { ContainerResponse } from './container-client.ts';
+import { BundleStore } from './bundles.ts';
+import { ContainerLifecycle } from './container-lifecycle.ts';
+import { ContainerState, type FunctionContainer } from './container.ts';
+import type { ContainerDriver } from './driver.ts';
+import type { ExecutorPaths } from './paths.ts';
+import { WarmPool, type StateCounts } from './pool.ts';
+import { FunctionRegistry } from './registry.ts';
+import { TelemetryBatcher, type TelemetryRoute } from './telemetry.ts';
+
+/** Longest an idle-container check waits between passes. */
+const MAX_REAP_INTERVAL_MS = 5_000;
+/** close() waits at most this long for calls in flight before removing their containers. */
+const CLOSE_DRAIN_MAX_MS = 30_000;
+/** setTimeout's ceiling (about 24.8 days); a later deadline is cut to it. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+const EXECUTOR_STATE = { RUNNING: 'running', CLOSING: 'closing', CLOSED: 'closed' } as const;
+type ExecutorState = (typeof EXECUTOR_STATE)[keyof typeof EXECUTOR_STATE];
+
+/** A snapshot of what an executor is doing. */
+export interface ExecutorStats {
+  inFlight: number;
+  containers: Readonly<StateCounts>;
+  /** Log lines/events a full bus queue refused. */
+  droppedTelemetry: number;
+}
+
+export interface ExecutorDeps {
+  config: SkiffConfig;
+  logger: Logger;
+  driver: ContainerDriver;
+  paths: ExecutorPaths;
+}
+
+interface InvocationOutcome {
+  header: ResultHeader;
+  body: Buffer;
+}
+
+function usBetween(fromMs: number, toMs: number): number {
+  return Math.max(0, Math.round((toMs - fromMs) * 1000));
+}
+
+function timeoutError(invoke: InvokeHeader): SkiffError {
+  return new SkiffError('FUNCTION_TIMEOUT', `${invoke.fn.name}@${invoke.fn.version} ran past its deadline (${new Date(invoke.deadlineMs).toISOString()})`);
+}
+
+export class Executor {
+  readonly nodeId: string;
+  readonly #config: SkiffConfig;
+  readonly #logger: Logger;
+  readonly #registry: FunctionRegistry;
+  readonly #pool: WarmPool;
+  readonly #telemetry = new TelemetryBatcher();
+  readonly #dealers: BusDealer[] = [];
+  readonly #invocations = new Set<Promise<void>>();
+  readonly #startedAtMs = Date.now();
+  #state: ExecutorState = EXECUTOR_STATE.RUNNING;
+  #inFlight = 0;
+  #creditScheduled = false;
+  #lastCredit = -1;
+  #reaper: NodeJS.Timeout | undefined;
+  #closing: Promise<void> | undefined;
+
+  constructor(deps: ExecutorDeps) {
+    const { config, logger, driver, paths } = deps;
+    this.nodeId = config.executor.nodeId;
+    this.#config = config;
+    this.#logger = logger;
+    this.#registry = new FunctionRegistry(new BundleStore(paths.bundles), config.functionDefaults);
+    const lifecycle = new ContainerLifecycle({
+      driver,
+      nodeId: this.nodeId,
+      runtimeImage: config.executor.runtimeImage,
+      iofsRoot: paths.iofs,
+      startTimeoutMs: config.executor.startTimeoutMs,
+      maxLogLineBytes: config.executor.maxLogLineBytes,
+      telemetry: this.#telemetry,
+      logger,
+      fallbackRoute: () => this.#dealers.find((d) => d.connected),
+      onExit: (container, code) => this.#onContainerExit(container, code),
+    });
+    this.#pool = new WarmPool(lifecycle);
+  }
+
+  /** Connects to every gateway and starts the idle reaper. */
+  start(): void {
+    const { executor, bus } = this.#config;
+    for (const endpoint of executor.gatewayEndpoints) {
+      const dealer: BusDealer = new BusDealer(
+        {
+          endpoint,
+          hello: { nodeId: this.nodeId, pid: process.pid, maxInFlight: executor.maxInFlight, startedAtMs: this.#startedAtMs },
+          heartbeatIntervalMs: bus.heartbeatIntervalMs,
+          heartbeatMissLimit: bus.heartbeatMissLimit,
+          inFlight: () => this.#inFlight,
+        },
+        {
+          onMessage: (message) => this.#onMessage(dealer, message),
+          onConnected: () => {
+            this.#logger.info({ endpoint }, 'connected to gateway');
+            dealer.send(MessageType.CREDIT, { credits: this.#credits() });
+          },
+          onLost: () => this.#logger.warn({ endpoint }, 'gateway stopped answering'),
+        },
+      );
+      this.#dealers.push(dealer);
+      dealer.start();
+    }
+    const reapEveryMs = Math.max(1, Math.min(Math.floor(executor.idleTimeoutMs / 2), MAX_REAP_INTERVAL_MS));
+    this.#reaper = setInterval(() => this.#pool.reapIdle(executor.idleTimeoutMs), reapEveryMs);
+    this.#reaper.unref();
+  }
+
+  stats(): ExecutorStats {
+    return { inFlight: this.#inFlight, containers: this.#pool.counts(), droppedTelemetry: this.#telemetry.dropped };
+  }
+
+  #credits(): number {
+    return this.#state === EXECUTOR_STATE.RUNNING ? Math.max(0, this.#config.executor.maxInFlight - this.#inFlight) : 0;
+  }
+
+  /** Sends the current credit to every gateway, once per turn of the event loop. */
+  #scheduleCredit(): void {
+    if (this.#creditScheduled) return;
+    this.#creditScheduled = true;
+    setImmediate(() => {
+      this.#creditScheduled = false;
+      this.#sendCredit();
+    });
+  }
+
+  #sendCredit(): void {
+    const credits = this.#credits();
+    if (credits === this.#lastCredit) return;
+    this.#lastCredit = credits;
+    for (const dealer of this.#dealers) if (dealer.connected) dealer.send(MessageType.CREDIT, { credits });
+  }
+
+  #onMessage(dealer: BusDealer, message: BusMessage): void {
+    switch (message.type) {
+      case MessageType.INVOKE:
+        this.#onInvoke(dealer, message.header, message.body);
+        return;
+      case MessageType.DEPLOY:
+        this.#registry.deploy(message.header.spec, message.body).then(
+          ({ deployed, superseded }) => {
+            this.#logger.info({ fn: deployed.key }, 'function deployed');
+            for (const key of superseded) this.#pool.retire(key, `superseded by ${deployed.key}`);
+          },
+          (err: unknown) => this.#logger.error({ err, fn: message.header.spec?.name }, 'deploy rejected'),
+        );
+        return;
+      case MessageType.UNDEPLOY:
+        for (const key of this.#registry.undeploy(message.header.name)) this.#pool.retire(key, 'function undeployed');
+        this.#logger.info({ fn: message.header.name }, 'function undeployed');
+        return;
+      default:
+        this.#logger.debug({ type: message.type }, 'ignored bus message');
+    }
+  }
+
+  #onInvoke(dealer: BusDealer, invoke: InvokeHeader, body: Buffer): void {
+    const receivedAt = performance.now();
+    this.#inFlight++;
+    this.#scheduleCredit();
+    const job = this.#invoke(dealer, invoke, body, receivedAt)
+      .then((outcome) => {
+        if (!dealer.send(MessageType.RESULT, outcome.header, outcome.body)) {
+          this.#logger.error({ id: invoke.id }, 'RESULT dropped: the bus queue is full');
+        }
+      })
+      .catch((err: unknown) => this.#logger.error({ err, id: invoke.id }, 'invocation failed unexpectedly'))
+      .finally(() => {
+        this.#inFlight--;
+        this.#scheduleCredit();
+        this.#invocations.delete(job);
+      });
+    this.#invocations.add(job);
+  }
+
+  async #invoke(route: TelemetryRoute, invoke: InvokeHeader, body: Buffer, receivedAt: number): Promise<InvocationOutcome> {
+    const header: ResultHeader = { id: invoke.id, status: 0, headers: {}, errorCode: '', errorMessage: '', start: '', containerId: '', initUs: 0, runUs: 0, queueUs: 0 };
+    const deadline = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    let container: FunctionContainer | undefined;
+    let runAt = 0;
+    try {
+      if (this.#state !== EXECUTOR_STATE.RUNNING) throw new SkiffError('EXECUTOR_LOST', 'the executor is shutting down');
+      if (!Number.isFinite(invoke.deadlineMs)) throw new SkiffError('BAD_REQUEST', `INVOKE ${invoke.id} has no valid deadlineMs`);
+      const remainingMs = invoke.deadlineMs - Date.now();
+      if (remainingMs <= 0) throw timeoutError(invoke);
+      timer = setTimeout(() => deadline.abort(timeoutError(invoke)), Math.min(remainingMs, MAX_TIMER_MS));
+      const deployed = await raceAbort(this.#registry.resolve(invoke.fn.name, invoke.fn.version), deadline.signal);
+      if (!deployed) throw new SkiffError('FUNCTION_NOT_FOUND', `${invoke.fn.name}@${invoke.fn.version} is not deployed on executor ${this.nodeId}`);
+      const lease = await this.#pool.acquire(deployed, { id: invoke.id, route }, deadline.signal);
+      container = lease.container;
+      runAt = performance.now();
+      header.start = lease.start;
+      header.containerId = container.id;
+      header.initUs = lease.initUs;
+      header.queueUs = Math.max(0, usBetween(receivedAt, runAt) - lease.initUs);
+      const client = container.client;
+      if (!client) throw new SkiffError('INTERNAL_ERROR', 'a ready container has no client');
+      const linked = linkSignals(deadline.signal, container.signal);
+      let response: ContainerResponse;
+      try {
+        response = await client.call({
+          invoke,
+          functionName: deployed.spec.name,
+          body,
+          signal: linked.signal,
+          maxResponseBytes: this.#config.executor.maxResponseBytes,
+        });
+      } finally {
+        linked.dispose();
+      }
+      header.runUs = usBetween(runAt, performance.now());
+      header.status = response.status;
+      header.headers = response.headers;
+      return { header, body: response.body };
+    } catch (err) {
+      const error = toSkiffError(err);
+      if (runAt > 0) header.runUs = usBetween(runAt, performance.now());
+      if (container) this.#afterFailedCall(container, invoke, error);
+      header.status = error.statusCode;
+      header.errorCode = error.code;
+      header.errorMessage = error.message;
+      header.headers = { 'content-type': 'application/json' };
+      // The same JSON body the gateway answers errors with, for gateways that pass it through.
+      return { header, body: Buffer.from(JSON.stringify(error.toJSON())) };
+    } finally {
+      clearTimeout(timer);
+      if (container) this.#pool.release(container);
+    }
+  }
+
+  /** A timed-out container is killed; one that crashed or spoke garbage is removed. */
+  #afterFailedCall(container: FunctionContainer, invoke: InvokeHeader, error: SkiffError): void {
+    if (error.code === 'FUNCTION_TIMEOUT') {
+      void this.#pool.remove(container, {
+        kind: 'killed',
+        detail: `call ${invoke.id} ran past its deadline`,
+        error: new SkiffError('FUNCTION_CRASHED', 'the container was killed: another call on it ran past its deadline'),
+      });
+    } else if (error.code === 'FUNCTION_CRASHED' || error.code === 'FUNCTION_BAD_RESPONSE') {
+      void this.#pool.remove(container, { kind: 'crashed', detail: `call ${invoke.id}: ${error.message}`, error });
+    }
+  }
+
+  #onContainerExit(container: FunctionContainer, exitCode: number): void {
+    if (container.state === ContainerState.STARTING) {
+      // Exited between opening its listener and being marked ready: handle it once it is.
+      container.ready.then(() => this.#onContainerExit(container, exitCode), () => {});
+      return;
+    }
+    if (container.state === ContainerState.REMOVING) return;
+    void this.#pool.remove(container, {
+      kind: 'crashed',
+      detail: `exited with code ${exitCode}`,
+      error: new SkiffError('FUNCTION_CRASHED', `the function container exited with code ${exitCode} during the call`),
+    });
+  }
+
+  /**
+   * Graceful stop: no new calls (credit 0), calls in flight finish (bounded by their deadlines
+   * and CLOSE_DRAIN_MAX_MS), every container is removed, then BYE to each gateway. Idempotent.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    this.#state = EXECUTOR_STATE.CLOSING;
+    clearInterval(this.#reaper);
+    this.#sendCredit();
+    let drainTimer: NodeJS.Timeout | undefined;
+    const drained = Promise.allSettled([...this.#invocations]);
+    const bound = new Promise<void>((resolve) => (drainTimer = setTimeout(resolve, CLOSE_DRAIN_MAX_MS)));
+    await Promise.race([drained, bound]);
+    clearTimeout(drainTimer);
+    await this.#pool.removeAll({
+      kind: 'removed',
+      detail: 'executor closing',
+      error: new SkiffError('EXECUTOR_LOST', 'the executor closed during the call'),
+    });
+    // Calls still running failed when their containers went: let their RESULTs go out.
+    await Promise.allSettled([...this.#invocations]);
+    this.#telemetry.close();
+    await Promise.all(this.#dealers.map((d) => d.close('executor closing')));
+    this.#state = EXECUTOR_STATE.CLOSED;
+    this.#logger.info('executor closed');
+  }
+
+  /** Forced stop: drops the gateways at once and removes every container. */
+  destroy(err?: Error): Promise<void> {
+    if (err) this.#logger.error({ err }, 'executor destroyed');
+    if (this.#state === EXECUTOR_STATE.CLOSED) return this.#closing ?? Promise.resolve();
+    this.#state = EXECUTOR_STATE.CLOSED;
+    clearInterval(this.#reaper);
+    this.#telemetry.close();
+    const done = (async () => {
+      await Promise.all(this.#dealers.map((d) => d.close(err ? `destroyed: ${err.message}` : 'destroyed')));
+      await this.#pool.removeAll({
+        kind: 'killed',
+        detail: 'executor destroyed',
+        error: new SkiffError('EXECUTOR_LOST', 'the executor was destroyed during the call'),
+      });
+    })();
+    this.#closing ??= done;
+    return done;
+  }
+}

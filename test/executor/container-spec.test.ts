@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import type { FunctionSpec } from '../../bus/index.ts';
+import { buildContainerSpec } from '../../executor/container-spec.ts';
+import { toCreateOptions } from '../../executor/docker-driver.ts';
+
+const place = { nodeId: 'node-1', iofsDir: '/data/iofs/abc', codeDir: '/data/bundles/h', runtimeImage: 'skiff/runtime-node20:test' };
+
+function spec(overrides: Partial<FunctionSpec> = {}): FunctionSpec {
+  return { name: 'echo', namespace: '', version: 7, runtime: 'node20', image: '', codeHash: 'h', handler: 'index.js', env: { GREETING: 'hi', FN_LISTENER: 'nope' }, limits: { memoryMB: 64, timeoutMs: 1000, concurrency: 1 }, ...overrides };
+}
+
+describe('function container spec', () => {
+  it('builds hardened Docker create options with the http-stream environment', () => {
+    const options = toCreateOptions(buildContainerSpec(spec(), place));
+    expect(options.Image).toBe('skiff/runtime-node20:test');
+    expect(options.User).toBe('1000');
+    expect(options.name).toMatch(/^skiff-echo-[0-9a-f]{8}$/);
+    expect(options.Labels).toEqual({ 'skiff.managed': 'true', 'skiff.node': 'node-1', 'skiff.function': 'echo', 'skiff.version': '7' });
+    expect(options.Env).toEqual(
+      expect.arrayContaining(['GREETING=hi', 'FN_LISTENER=unix:/tmp/iofs/lsnr.sock', 'FN_FORMAT=http-stream', 'SKIFF_HANDLER=/function/index.js', 'SKIFF_FUNCTION_NAME=echo']),
+    );
+    expect(options.Env).not.toContain('FN_LISTENER=nope');
+    expect(options.HostConfig).toMatchObject({
+      NetworkMode: 'none',
+      Memory: 64 * 1024 * 1024,
+      MemorySwap: 64 * 1024 * 1024,
+      CapDrop: ['ALL'],
+      SecurityOpt: ['no-new-privileges'],
+      ReadonlyRootfs: true,
+      AutoRemove: false,
+      Binds: ['/data/iofs/abc:/tmp/iofs:rw', '/data/bundles/h:/function:ro'],
+    });
+    expect(options.HostConfig?.Tmpfs?.['/tmp']).toMatch(/size=\d+/);
+    expect(options.HostConfig?.PidsLimit).toBeGreaterThan(0);
+  });
+
+  it('runs an image function from its own image without mounting code', () => {
+    const options = toCreateOptions(buildContainerSpec(spec({ runtime: 'image', image: 'acme/fn:1', codeHash: '' }), { ...place, codeDir: '' }));
+    expect(options.Image).toBe('acme/fn:1');
+    expect(options.HostConfig?.Binds).toEqual(['/data/iofs/abc:/tmp/iofs:rw']);
+    expect(options.Env?.some((e) => e.startsWith('SKIFF_HANDLER='))).toBe(false);
+  });
+});
