@@ -13,11 +13,13 @@ export interface RequestContext {
   aborted: boolean;
   /** Set once a response was written, so nothing is written twice. */
   responded: boolean;
+  /** The request body was not consumed: the answer must close the connection. */
+  mustClose: boolean;
 }
 
 /** Starts tracking a request; must be called synchronously in the route handler. */
 export function openRequest(res: HttpResponse): RequestContext {
-  const ctx: RequestContext = { res, aborted: false, responded: false };
+  const ctx: RequestContext = { res, aborted: false, responded: false, mustClose: false };
   res.onAborted(() => {
     ctx.aborted = true;
   });
@@ -42,29 +44,40 @@ export function headerBytes(headers: Record<string, string>): number {
 }
 
 /**
- * Reads the body into one Buffer. Rejects with PAYLOAD_TOO_LARGE as soon as the declared
- * content-length or the bytes received pass `limitBytes`, without buffering the rest.
+ * Reads the body into one Buffer. Past `limitBytes` nothing more is kept: the rest is read and
+ * discarded so the caller can read the 413 (closing mid-upload makes clients see EPIPE instead),
+ * unless the body is more than `limitBytes` again, when the answer goes out at once and the
+ * connection is closed (`ctx.mustClose`).
  */
 export function readBody(ctx: RequestContext, declaredLength: number, limitBytes: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    if (declaredLength > limitBytes) {
-      reject(new SkiffError('PAYLOAD_TOO_LARGE', `request body of ${declaredLength} bytes is over the limit of ${limitBytes} bytes`));
+    const tooLarge = () => new SkiffError('PAYLOAD_TOO_LARGE', `request body is over the limit of ${limitBytes} bytes`);
+    const drainLimit = limitBytes * 2;
+    if (declaredLength > drainLimit) {
+      ctx.mustClose = true;
+      reject(tooLarge());
       return;
     }
     const chunks: Buffer[] = [];
     let received = 0;
-    let failed = false;
+    let settled = false;
     ctx.res.onData((chunk, isLast) => {
-      if (failed) return;
+      if (settled) return;
       received += chunk.byteLength;
-      if (received > limitBytes) {
-        failed = true;
-        reject(new SkiffError('PAYLOAD_TOO_LARGE', `request body is over the limit of ${limitBytes} bytes`));
+      if (received > drainLimit) {
+        settled = true;
+        ctx.mustClose = true;
+        reject(tooLarge());
         return;
       }
-      // uWS reuses the chunk's memory after this callback: copy it.
-      if (chunk.byteLength > 0) chunks.push(Buffer.from(new Uint8Array(chunk)));
-      if (isLast) resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, received));
+      if (received <= limitBytes && chunk.byteLength > 0) {
+        // uWS reuses the chunk's memory after this callback: copy it.
+        chunks.push(Buffer.from(new Uint8Array(chunk)));
+      }
+      if (!isLast) return;
+      settled = true;
+      if (received > limitBytes) reject(tooLarge());
+      else resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, received));
     });
   });
 }
@@ -84,15 +97,9 @@ const RESERVED_RESPONSE_HEADERS = new Set(['content-length', 'transfer-encoding'
 
 /**
  * Writes a complete response. Small bodies go out in one corked write; large ones stream with
- * backpressure. `closeConnection` is for answers sent before the request body was consumed.
+ * backpressure. Closes the connection when the request body was not consumed.
  */
-export function sendResponse(
-  ctx: RequestContext,
-  status: number,
-  headers: Record<string, string>,
-  body: Buffer | string,
-  closeConnection = false,
-): void {
+export function sendResponse(ctx: RequestContext, status: number, headers: Record<string, string>, body: Buffer | string): void {
   if (ctx.aborted || ctx.responded) return;
   ctx.responded = true;
   const { res } = ctx;
@@ -104,7 +111,7 @@ export function sendResponse(
     for (const name in headers) {
       if (!RESERVED_RESPONSE_HEADERS.has(name)) res.writeHeader(name, headers[name]);
     }
-    if (closeConnection) {
+    if (ctx.mustClose) {
       res.end(bytes, true);
       finished = true;
       return;
@@ -128,6 +135,6 @@ export function sendJson(ctx: RequestContext, status: number, value: unknown, he
 }
 
 /** Answers a Skiff error as `{ error: { code, message } }`. */
-export function sendError(ctx: RequestContext, err: SkiffError, headers: Record<string, string> = {}, closeConnection = false): void {
-  sendResponse(ctx, err.statusCode, { 'content-type': 'application/json', ...headers }, JSON.stringify(err.toJSON()), closeConnection);
+export function sendError(ctx: RequestContext, err: SkiffError, headers: Record<string, string> = {}): void {
+  sendResponse(ctx, err.statusCode, { 'content-type': 'application/json', ...headers }, JSON.stringify(err.toJSON()));
 }

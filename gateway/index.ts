@@ -30,8 +30,9 @@ export interface Gateway {
 
 /** Starts a gateway on the configured host/port (port 0 picks a free one) using `storage`. */
 export async function startGateway(config: SkiffConfig, storage: Storage, logger: Logger): Promise<Gateway> {
-  // uWS reads its header limit from the environment when it loads.
-  process.env.UWS_HTTP_MAX_HEADERS_SIZE ??= String(config.gateway.maxHeaderBytes);
+  // uWS reads its own header limit from the environment when it loads; keep it above ours so
+  // callers get Skiff's JSON 431 rather than the parser's bare one.
+  process.env.UWS_HTTP_MAX_HEADERS_SIZE ??= String(config.gateway.maxHeaderBytes * 2);
   // A native CommonJS addon: load it with require so its exports are all there.
   const uws = createRequire(import.meta.url)('uWebSockets.js') as typeof import('uWebSockets.js');
   const registry = new FunctionRegistry(storage, config);

@@ -151,11 +151,11 @@ function handleInvoke(res: HttpResponse, req: HttpRequest, deps: RouteDeps): voi
     'x-duration-ms': (performance.now() - startedAt).toFixed(3),
   });
   const rejectEarly = (err: SkiffError): void => {
-    // The body was not (fully) read: close the connection rather than drain it.
-    sendError(ctx, err, replyHeaders(), true);
+    sendError(ctx, err, replyHeaders());
     deps.initiator.record(request, { status: err.statusCode, headers: {}, body: EMPTY_BODY, errorCode: err.code, errorMessage: err.message, result: undefined, executorNodeId: '' });
   };
   if (headerBytes(headers) > deps.config.gateway.maxHeaderBytes) {
+    ctx.mustClose = true;
     rejectEarly(new SkiffError('HEADERS_TOO_LARGE', `request headers are over the limit of ${deps.config.gateway.maxHeaderBytes} bytes`));
     return;
   }

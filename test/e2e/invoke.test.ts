@@ -3,6 +3,8 @@
  * containers from the offline runtime image) with chDB and with the ClickHouse server.
  */
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GatewayClient } from '../../cli/client.ts';
@@ -22,7 +24,7 @@ describe.each<Backend>(['chdb', 'server'])('skiff end to end with %s storage', (
     for (const fixture of ['crash', 'slow', 'garbage', 'logger']) await deployDir(client, path.join(FIXTURES, fixture), fixture);
     // A short timeout for the slow fixture so the 504 test is quick.
     const slowBundle = (await import('../../cli/pack.ts')).packFunctionDir(path.join(FIXTURES, 'slow'));
-    await client.json('PUT', '/system/functions/slow', { code: (await slowBundle).toString('base64'), limits: { timeoutMs: 1000 } });
+    await client.json('PUT', '/system/functions/slow', { code: (await slowBundle).toString('base64'), handler: 'index.mjs', limits: { timeoutMs: 1000 } });
   });
 
   afterAll(async () => {
@@ -110,6 +112,24 @@ describe.each<Backend>(['chdb', 'server'])('skiff end to end with %s storage', (
     expect(json<{ error: { code: string } }>(reply).error.code).toBe('PAYLOAD_TOO_LARGE');
     const record = await invocationRecord(skiff.url, reply.headers['x-call-id']);
     expect(record.errorCode).toBe('PAYLOAD_TOO_LARGE');
+  });
+
+  it('answers 413 at once and closes the connection when the declared body is far over the limit', async () => {
+    const { hostname, port } = new URL(skiff.url);
+    const socket = connect(Number(port), hostname);
+    socket.write(`POST /function/echo HTTP/1.1\r\nHost: ${hostname}\r\nContent-Length: ${100 * 1024 * 1024}\r\n\r\n`);
+    const chunks: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    await once(socket, 'close');
+    const text = Buffer.concat(chunks).toString('latin1');
+    expect(text).toMatch(/^HTTP\/1\.1 413 /);
+    expect(text).toContain('"code":"PAYLOAD_TOO_LARGE"');
+  });
+
+  it('answers 431 HEADERS_TOO_LARGE for a header block over the limit', async () => {
+    const reply = await call(`${skiff.url}/function/echo`, { method: 'POST', body: 'x', headers: { 'x-big': 'a'.repeat(17 * 1024) } });
+    expect(reply.status).toBe(431);
+    expect(json<{ error: { code: string } }>(reply).error.code).toBe('HEADERS_TOO_LARGE');
   });
 
   it('answers 504 FUNCTION_TIMEOUT past the deadline and replaces the container', async () => {
