@@ -75,9 +75,6 @@ program
     };
     const running = await up({ overrides, tls: opts.tls ?? false, examples: opts.examples, readyJson: opts.readyJson ?? false });
     onSignals(running.stop);
-    running.executor.once('exit', (code, signal) => {
-      process.stderr.write(`skiff: the executor exited (${signal ?? code}); the gateway keeps running and answers 503 until one connects\n`);
-    });
   });
 
 program

@@ -79,6 +79,10 @@ export async function up(options: UpOptions): Promise<RunningSkiff> {
   const executorExited = new Promise<void>((resolve) => executor.once('exit', () => resolve()));
 
   let stopping: Promise<void> | undefined;
+  executor.once('exit', (code, signal) => {
+    if (stopping) return;
+    say(`skiff: the executor exited (${signal ?? code}); the gateway answers 503 NO_EXECUTOR until one connects to ${gateway.busEndpoint}`);
+  });
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       if (executor.exitCode === null && executor.signalCode === null) executor.kill('SIGTERM');
@@ -115,7 +119,7 @@ export async function up(options: UpOptions): Promise<RunningSkiff> {
     say(`Skiff is up at ${gateway.url}  (Ctrl-C stops it and removes its containers)`);
     say('');
     say('Try:');
-    say(`  npx skiff deploy examples/hello --name hello${options.tls ? ` --url ${gateway.url} --insecure` : ''}`);
+    say(`  npm run -s skiff -- deploy examples/hello --name hello2${options.tls ? ` --url ${gateway.url} --insecure` : ''}`);
     say(`  curl${insecure} -X POST --data 'hi there' ${gateway.url}/function/echo`);
     say(`  curl${insecure} '${gateway.url}/system/invocations?function=echo&limit=5'`);
     say('');

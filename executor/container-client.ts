@@ -2,9 +2,9 @@
  * One container's http-stream client: HTTP/1.1 `POST /call` over the unix socket the container
  * published in its iofs directory, with undici (one Client per container, pipelining 1).
  * Hot path: the request body Buffer from the INVOKE frame is sent as is; the response body is
- * collected as Buffers up to executor.maxResponseBytes.
+ * collected as Buffers up to executor.maxResponseBytes, straight from undici's dispatch handler.
  */
-import { Client } from 'undici';
+import { Client, type Dispatcher } from 'undici';
 import type { InvokeHeader } from '../bus/index.ts';
 import { SkiffError } from '../errors.ts';
 import { fromFnResponseHeaders, toFnRequestHeaders } from './fn-headers.ts';
@@ -71,39 +71,70 @@ export class ContainerClient {
     });
   }
 
-  /** Runs one call; throws a SkiffError (FUNCTION_*, RESPONSE_TOO_LARGE or the signal's reason). */
-  async call(call: ContainerCall): Promise<ContainerResponse> {
+  /**
+   * Runs one call; throws a SkiffError (FUNCTION_*, RESPONSE_TOO_LARGE or the signal's reason).
+   * Uses undici's dispatch handler directly: no Readable stream or async iterator per call.
+   */
+  call(call: ContainerCall): Promise<ContainerResponse> {
     const { signal, maxResponseBytes } = call;
-    let response: Awaited<ReturnType<Client['request']>>;
-    try {
-      response = await this.#client.request({
-        path: '/call',
-        method: 'POST',
-        headers: toFnRequestHeaders(call.invoke, call.functionName),
-        body: call.body,
-        signal,
-      });
-    } catch (err) {
-      throw classifyCallError(err, signal);
-    }
-    const { body } = response;
-    try {
-      const head = fromFnResponseHeaders(response.statusCode, response.headers);
-      const declared = Number(response.headers['content-length']);
-      if (Number.isFinite(declared) && declared > maxResponseBytes) throw tooLarge(maxResponseBytes);
+    if (signal.aborted) return Promise.reject(classifyCallError(signal.reason, signal));
+    return new Promise<ContainerResponse>((resolve, reject) => {
+      let controller: Dispatcher.DispatchController | undefined;
+      let head: { status: number; headers: Record<string, string> } | undefined;
       const chunks: Buffer[] = [];
       let size = 0;
-      for await (const chunk of body) {
-        const buf = chunk as Buffer;
-        size += buf.length;
-        if (size > maxResponseBytes) throw tooLarge(maxResponseBytes);
-        chunks.push(buf);
-      }
-      return { status: head.status, headers: head.headers, body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size) };
-    } catch (err) {
-      body.destroy();
-      throw classifyCallError(err, signal);
-    }
+      let settled = false;
+      const onAbort = () => controller?.abort(signal.reason as Error);
+      const fail = (err: unknown) => {
+        if (settled) return;
+        settled = true;
+        signal.removeEventListener('abort', onAbort);
+        reject(classifyCallError(err, signal));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.#client.dispatch(
+        { path: '/call', method: 'POST', headers: toFnRequestHeaders(call.invoke, call.functionName), body: call.body },
+        {
+          onRequestStart(ctrl) {
+            controller = ctrl;
+            if (signal.aborted) ctrl.abort(signal.reason as Error);
+          },
+          onResponseStart(ctrl, statusCode, headers) {
+            try {
+              head = fromFnResponseHeaders(statusCode, headers);
+              const declared = Number(headers['content-length']);
+              if (Number.isFinite(declared) && declared > maxResponseBytes) throw tooLarge(maxResponseBytes);
+            } catch (err) {
+              fail(err);
+              ctrl.abort(err as Error);
+            }
+          },
+          onResponseData(ctrl, chunk) {
+            size += chunk.length;
+            if (size > maxResponseBytes) {
+              const err = tooLarge(maxResponseBytes);
+              fail(err);
+              ctrl.abort(err);
+              return;
+            }
+            chunks.push(chunk);
+          },
+          onResponseEnd() {
+            if (settled) return;
+            settled = true;
+            signal.removeEventListener('abort', onAbort);
+            if (!head) {
+              reject(new SkiffError('FUNCTION_BAD_RESPONSE', 'the function answered no response head'));
+              return;
+            }
+            resolve({ status: head.status, headers: head.headers, body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size) });
+          },
+          onResponseError(_ctrl, err) {
+            fail(err);
+          },
+        },
+      );
+    });
   }
 
   /** Closes the connection after any call in progress. */

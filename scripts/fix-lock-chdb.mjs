@@ -19,6 +19,7 @@ for (const [name, gate] of Object.entries(platforms)) {
   lock.packages[key] = { version, optional: true, ...gate };
   added++;
 }
+if (added === 0) process.exit(0);
 const sorted = Object.fromEntries(Object.entries(lock.packages).sort(([a], [b]) => (a === '' ? -1 : b === '' ? 1 : a.localeCompare(b))));
 lock.packages = sorted;
 writeFileSync(lockUrl, `${JSON.stringify(lock, null, 2)}\n`);
