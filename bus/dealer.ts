@@ -8,6 +8,7 @@ import { Dealer } from 'zeromq';
 import { decodeFrames, encodeFrames, FrameError } from './frames.ts';
 import { MessageType, type BusMessage, type HeaderOf, type HelloHeader } from './messages.ts';
 import { Outbox } from './outbox.ts';
+import type { CurveClientOptions } from './curve.ts';
 
 export interface BusDealerOptions {
   /** The gateway's ROUTER endpoint. */
@@ -18,6 +19,8 @@ export interface BusDealerOptions {
   /** Current in-flight calls, reported in heartbeats. */
   inFlight: () => number;
   maxQueuedMessages?: number;
+  /** Encrypt the bus with the gateway's CURVE key and authenticate with this executor's pair. */
+  curve?: CurveClientOptions;
 }
 
 export interface BusDealerHandlers {
@@ -47,6 +50,11 @@ export class BusDealer {
     this.#handlers = handlers;
     // A routing id unique per process, so a restarted executor is a new peer to the gateway.
     this.#socket = new Dealer({ routingId: `${options.hello.nodeId}/${options.hello.pid}/${randomBytes(4).toString('hex')}`, linger: 0 });
+    if (options.curve) {
+      this.#socket.curveServerKey = options.curve.serverPublicKey;
+      this.#socket.curvePublicKey = options.curve.publicKey;
+      this.#socket.curveSecretKey = options.curve.secretKey;
+    }
     this.#outbox = new Outbox(this.#socket, options.maxQueuedMessages ?? DEFAULT_MAX_QUEUED, () => {});
   }
 

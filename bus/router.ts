@@ -7,6 +7,7 @@ import { Router } from 'zeromq';
 import { decodeFrames, encodeFrames, FrameError } from './frames.ts';
 import { MessageType, type BusMessage, type HeaderOf, type HelloHeader } from './messages.ts';
 import { Outbox } from './outbox.ts';
+import { ZapAuthenticator, type CurveServerOptions } from './curve.ts';
 
 export interface BusRouterOptions {
   bindEndpoint: string;
@@ -14,6 +15,8 @@ export interface BusRouterOptions {
   heartbeatMissLimit: number;
   /** Messages queued while the socket is blocked before `send` reports false. */
   maxQueuedMessages?: number;
+  /** Encrypt the bus and accept only these executors' keys (CURVE). */
+  curve?: CurveServerOptions;
 }
 
 /** One executor known to this gateway. */
@@ -45,6 +48,7 @@ export class BusRouter {
   #heartbeatTimer: NodeJS.Timeout | undefined;
   #endpoint = '';
   #closed = false;
+  #zap: ZapAuthenticator | undefined;
   /** Frames dropped as undecodable (counted, never thrown). */
   droppedFrames = 0;
 
@@ -64,12 +68,26 @@ export class BusRouter {
   /** Binds the ROUTER and starts receiving and heartbeating. */
   async bind(): Promise<string> {
     this.#socket.linger = 0;
+    const curve = this.#options.curve;
+    if (curve) {
+      // The ZAP handler must be there before the first CURVE handshake.
+      this.#zap = await ZapAuthenticator.start(curve.allowedClientKeys);
+      this.#socket.zapDomain = 'skiff';
+      this.#socket.curveServer = true;
+      this.#socket.curvePublicKey = curve.publicKey;
+      this.#socket.curveSecretKey = curve.secretKey;
+    }
     await this.#socket.bind(this.#options.bindEndpoint);
     this.#endpoint = this.#socket.lastEndpoint ?? this.#options.bindEndpoint;
     void this.#receiveLoop();
     this.#heartbeatTimer = setInterval(() => this.#heartbeat(), this.#options.heartbeatIntervalMs);
     this.#heartbeatTimer.unref();
     return this.#endpoint;
+  }
+
+  /** CURVE connections refused by the ZAP handler (unknown executor keys). */
+  get rejectedConnections(): number {
+    return this.#zap?.rejected ?? 0;
   }
 
   /** Executors that said HELLO and are heartbeating. */
@@ -164,6 +182,7 @@ export class BusRouter {
     clearInterval(this.#heartbeatTimer);
     this.#outbox.clear();
     this.#socket.close();
+    this.#zap?.close();
     this.#peers.clear();
   }
 }
