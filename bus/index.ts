@@ -5,6 +5,8 @@ export { BusRouter } from './router.ts';
 export type { BusRouterOptions, BusRouterHandlers, ExecutorPeer } from './router.ts';
 export { BusDealer } from './dealer.ts';
 export type { BusDealerOptions, BusDealerHandlers } from './dealer.ts';
+export { ControlChannel } from './control.ts';
+export type { ControlChannelOptions, ControlChannelHandlers } from './control.ts';
 export { generateCurveKeyPair, isCurveKey, z85Encode, ZapAuthenticator } from './curve.ts';
 export type { CurveKeyPair, CurveServerOptions, CurveClientOptions } from './curve.ts';
 export { encodeFrames, decodeFrames, FrameError } from './frames.ts';

@@ -119,3 +119,38 @@ describe('bus router and dealer over real ZeroMQ sockets', () => {
   });
 });
 
+
+describe('control channel between gateways', () => {
+  it('carries a deploy and an undeploy to peer gateways but not back to its publisher', async () => {
+    const { ControlChannel } = await import('../../bus/index.ts');
+    const deploys: Array<{ from: string; name: string; code: string }> = [];
+    const undeploy = deferred<string>();
+    const secondGotDeploy = deferred<void>();
+    const a = new ControlChannel({ bindEndpoint: 'tcp://127.0.0.1:*', peerEndpoints: [] }, {
+      onDeploy: (h, code) => deploys.push({ from: 'a', name: h.spec.name, code: code.toString() }),
+      onUndeploy: () => {},
+    });
+    closers.push(() => a.close());
+    const endpointA = await a.start();
+    const b = new ControlChannel({ bindEndpoint: 'tcp://127.0.0.1:*', peerEndpoints: [endpointA] }, {
+      onDeploy: (h, code) => { deploys.push({ from: 'b', name: h.spec.name, code: code.toString() }); secondGotDeploy.resolve(); },
+      onUndeploy: (h) => undeploy.resolve(h.name),
+    });
+    closers.push(() => b.close());
+    await b.start();
+    a.addPeer(b.endpoint);
+    const spec = { name: 'fn', namespace: 'default', version: 2, runtime: 'node20' as const, image: '', codeHash: 'h', handler: 'index.js', env: {}, limits: { memoryMB: 128, timeoutMs: 1000, concurrency: 1 } };
+    // PUB/SUB drops what is published before the subscription is joined: publish until heard.
+    const deadline = Date.now() + 5_000;
+    let heard = false;
+    void secondGotDeploy.promise.then(() => (heard = true));
+    while (!heard && Date.now() < deadline) {
+      a.publishDeploy({ spec }, Buffer.from('bundle'));
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(deploys.find((d) => d.from === 'b')).toEqual({ from: 'b', name: 'fn', code: 'bundle' });
+    expect(deploys.some((d) => d.from === 'a')).toBe(false);
+    a.publishUndeploy({ name: 'fn' });
+    expect(await undeploy.promise).toBe('fn');
+  });
+});

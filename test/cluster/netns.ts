@@ -1,0 +1,212 @@
+/**
+ * Test hosts on one machine: network namespaces on a private bridge, each running a gateway and
+ * an executor (`ip netns exec`), all sharing the machine's Docker engine. ClickHouse (on the
+ * machine's loopback) is reached through a forwarder on the bridge. Traffic stays on the bridge
+ * and loopback; the subnet is one this run made.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes, randomInt } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { createServer, connect, type Server } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const CLI = path.join(ROOT, 'cli', 'bin.ts');
+const HTTP_PORT = 8080;
+const BUS_PORT = 7100;
+const CONTROL_PORT = 7200;
+const CLICKHOUSE_PORT = 8123;
+const READY_TIMEOUT_MS = 60_000;
+
+export interface ClusterHost {
+  index: number;
+  namespace: string;
+  ip: string;
+  url: string;
+  nodeId: string;
+  gateway: ChildProcess;
+  executor: ChildProcess;
+}
+
+export interface Cluster {
+  hosts: ClusterHost[];
+  database: string;
+  /** Everything the processes printed, for failure messages. */
+  output: string[];
+  /** Cuts a host off the network and SIGKILLs its processes: a host that died. */
+  failHost(index: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface ClusterOptions {
+  hosts: number;
+  /** The machine's ClickHouse server (loopback). */
+  clickhouseUrl: string;
+  heartbeatIntervalMs?: number;
+  env?: Record<string, string>;
+}
+
+function ip(...args: string[]): void {
+  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+function quietly(fn: () => void): void {
+  try {
+    fn();
+  } catch {
+    // Teardown of something already gone.
+  }
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  return child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+/** Forwards bridgeIp:port to 127.0.0.1:port, so namespaces reach the machine's ClickHouse. */
+async function forward(bridgeIp: string, port: number): Promise<Server> {
+  const server = createServer((inbound) => {
+    const outbound = connect(port, '127.0.0.1');
+    inbound.pipe(outbound).pipe(inbound);
+    inbound.on('error', () => outbound.destroy());
+    outbound.on('error', () => inbound.destroy());
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, bridgeIp, () => resolve());
+  });
+  return server;
+}
+
+/** Builds the hosts and starts a gateway and an executor on each; resolves when all are connected. */
+export async function startCluster(options: ClusterOptions): Promise<Cluster> {
+  const tag = randomBytes(2).toString('hex');
+  const subnet = `10.231.${randomInt(1, 250)}`;
+  const bridge = `skbr${tag}`;
+  const bridgeIp = `${subnet}.254`;
+  const database = `skiff_cluster_${tag}`;
+  const output: string[] = [];
+  const children: ChildProcess[] = [];
+  const namespaces: string[] = [];
+  let forwarder: Server | undefined;
+
+  const teardown = async () => {
+    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    await Promise.all(children.map(exited));
+    forwarder?.close();
+    for (const ns of namespaces) quietly(() => ip('netns', 'del', ns));
+    quietly(() => ip('link', 'del', bridge));
+  };
+
+  try {
+    ip('link', 'add', 'name', bridge, 'type', 'bridge');
+    ip('addr', 'add', `${bridgeIp}/24`, 'dev', bridge);
+    ip('link', 'set', bridge, 'up');
+    const hostsMeta = Array.from({ length: options.hosts }, (_, i) => ({ index: i + 1, namespace: `skiff-${tag}-h${i + 1}`, ip: `${subnet}.${i + 1}` }));
+    for (const host of hostsMeta) {
+      const outer = `skv${tag}${host.index}`;
+      const inner = `skp${tag}${host.index}`;
+      ip('netns', 'add', host.namespace);
+      namespaces.push(host.namespace);
+      ip('link', 'add', outer, 'type', 'veth', 'peer', 'name', inner);
+      ip('link', 'set', inner, 'netns', host.namespace);
+      ip('link', 'set', outer, 'master', bridge);
+      ip('link', 'set', outer, 'up');
+      ip('netns', 'exec', host.namespace, 'ip', 'link', 'set', 'lo', 'up');
+      ip('netns', 'exec', host.namespace, 'ip', 'addr', 'add', `${host.ip}/24`, 'dev', inner);
+      ip('netns', 'exec', host.namespace, 'ip', 'link', 'set', inner, 'up');
+    }
+    forwarder = await forward(bridgeIp, Number(new URL(options.clickhouseUrl).port || CLICKHOUSE_PORT));
+
+    const busEndpoints = hostsMeta.map((h) => `tcp://${h.ip}:${BUS_PORT}`);
+    const controlEndpoints = hostsMeta.map((h) => `tcp://${h.ip}:${CONTROL_PORT}`);
+    const common = {
+      ...process.env,
+      CLICKHOUSE_URL: `http://${bridgeIp}:${CLICKHOUSE_PORT}`,
+      SKIFF_CLICKHOUSE_DATABASE: database,
+      SKIFF_LOG_LEVEL: 'warn',
+      ...(options.heartbeatIntervalMs ? { SKIFF_HEARTBEAT_INTERVAL_MS: String(options.heartbeatIntervalMs) } : {}),
+      ...options.env,
+    };
+    const run = (namespace: string, args: string[], env: NodeJS.ProcessEnv, label: string): ChildProcess => {
+      const child = spawn('ip', ['netns', 'exec', namespace, process.execPath, '--import', 'tsx', CLI, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      children.push(child);
+      createInterface({ input: child.stderr! }).on('line', (line) => output.push(`${label}: ${line}`));
+      return child;
+    };
+
+    const hosts: ClusterHost[] = [];
+    // Gateways first, one at a time: the first one creates the ClickHouse database.
+    for (const host of hostsMeta) {
+      const gateway = run(host.namespace, ['gateway', '--ready-json'], {
+        ...common,
+        SKIFF_HOST: host.ip,
+        SKIFF_PORT: String(HTTP_PORT),
+        SKIFF_BUS_BIND: busEndpoints[host.index - 1],
+        SKIFF_CONTROL_BIND: controlEndpoints[host.index - 1],
+        SKIFF_PEER_GATEWAYS: controlEndpoints.filter((_, i) => i !== host.index - 1).join(','),
+        SKIFF_DATA_DIR: mkdtempSync(path.join(os.tmpdir(), `skiff-gw${host.index}-`)),
+      }, `gateway ${host.index}`);
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`gateway ${host.index} not ready:\n${output.join('\n')}`)), READY_TIMEOUT_MS);
+        createInterface({ input: gateway.stdout! }).on('line', (line) => {
+          if (!line.startsWith('ready ')) return;
+          clearTimeout(timer);
+          resolve();
+        });
+        gateway.once('exit', (code) => {
+          clearTimeout(timer);
+          reject(new Error(`gateway ${host.index} exited (${code}):\n${output.join('\n')}`));
+        });
+      });
+      hosts.push({ ...host, url: `http://${host.ip}:${HTTP_PORT}`, nodeId: `cluster-${tag}-h${host.index}`, gateway, executor: undefined as unknown as ChildProcess });
+    }
+    for (const host of hosts) {
+      host.executor = run(host.namespace, ['executor'], {
+        ...common,
+        SKIFF_NODE_ID: host.nodeId,
+        SKIFF_GATEWAYS: busEndpoints.join(','),
+        SKIFF_DATA_DIR: mkdtempSync(path.join(os.tmpdir(), `skiff-ex${host.index}-`)),
+      }, `executor ${host.index}`);
+    }
+    await waitForExecutors(hosts, options.hosts, output);
+
+    return {
+      hosts,
+      database,
+      output,
+      async failHost(index: number) {
+        const host = hosts[index - 1];
+        quietly(() => ip('link', 'set', `skv${tag}${index}`, 'down'));
+        for (const child of [host.executor, host.gateway]) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+        await Promise.all([exited(host.executor), exited(host.gateway)]);
+      },
+      stop: teardown,
+    };
+  } catch (err) {
+    await teardown();
+    throw err;
+  }
+}
+
+/** Waits until every gateway reports `count` executors connected. */
+async function waitForExecutors(hosts: ClusterHost[], count: number, output: string[]): Promise<void> {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  for (const host of hosts) {
+    for (;;) {
+      try {
+        const res = await fetch(`${host.url}/readyz`);
+        const body = (await res.json()) as { executors?: number };
+        if ((body.executors ?? 0) >= count) break;
+      } catch {
+        // Not listening yet.
+      }
+      const dead = hosts.find((h) => h.executor.exitCode !== null || h.executor.signalCode !== null);
+      if (dead) throw new Error(`executor ${dead.index} exited before connecting:\n${output.join('\n')}`);
+      if (Date.now() > deadline) throw new Error(`gateway ${host.index} never saw ${count} executors:\n${output.join('\n')}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
