@@ -10,10 +10,21 @@ import { z } from 'zod';
 const positiveInt = (name: string) =>
   z.number({ error: `${name} must be a positive integer` }).int(`${name} must be a positive integer`).positive(`${name} must be a positive integer`);
 
+const nonNegativeInt = (name: string, what: string) =>
+  z.number({ error: `${name} must be a non-negative integer (${what})` }).int(`${name} must be a non-negative integer (${what})`).min(0, `${name} must be a non-negative integer (${what})`);
+
 const zmqEndpoint = (name: string) =>
   z.string().regex(/^(tcp|ipc|inproc):\/\/.+/, `${name} must be a ZeroMQ endpoint such as tcp://127.0.0.1:7100`);
 
 const MB = 1024 * 1024;
+
+/** A z85 CURVE key (40 characters) or '' for none; `skiff keygen` makes them. */
+const curveKey = (name: string) =>
+  z.string().refine((v) => v === '' || /^[0-9a-zA-Z.\-:+=^!/*?&<>()[\]{}@%$#]{40}$/.test(v), `${name} must be a 40-character z85 CURVE key (skiff keygen)`);
+
+/** Outcome classes an async retry policy may name. */
+export const RETRY_OUTCOMES = ['5xx', '4xx', 'timeout', 'crash'] as const;
+const retryOutcome = (name: string) => z.enum(RETRY_OUTCOMES, { error: `${name} must be one of ${RETRY_OUTCOMES.join(', ')}` });
 
 /** Defaults: everything a single-node `skiff up` needs, nothing secret. */
 export const DEFAULTS = {
@@ -24,8 +35,20 @@ export const DEFAULTS = {
     port: 8080,
     maxBodyBytes: 6 * MB,
     maxHeaderBytes: 16 * 1024,
+    /** How an executor is chosen: 'affinity' (warm, then consistent hashing with bounded load), 'random' or 'least-loaded'. */
+    placement: 'affinity' as 'affinity' | 'random' | 'least-loaded',
+    /** ε of the bounded load: an executor takes at most ceil((1 + ε) · average load) of this gateway's calls. */
+    placementLoadEpsilon: 0.25,
+    /** This gateway's zone: executors of the same zone are preferred ('' for none). */
+    zone: '',
     /** A deploy body (JSON with a base64 bundle) may be this large. */
     maxDeployBytes: 64 * MB,
+    /** Sync calls per function that may wait for executor credit before 429 QUEUE_FULL. */
+    maxQueuedPerFunction: 1000,
+    /** Longest a sync call waits for executor credit before 429 QUEUE_FULL. */
+    maxQueueWaitMs: 10_000,
+    /** Retry-After (seconds) on a 429. */
+    retryAfterSeconds: 1,
     tls: { certFile: '', keyFile: '' },
   },
   bus: {
@@ -34,9 +57,17 @@ export const DEFAULTS = {
     heartbeatIntervalMs: 500,
     /** Heartbeats missed in a row before a peer is declared dead. */
     heartbeatMissLimit: 3,
+    /** CURVE: the gateway's key pair (both empty: plaintext bus) and the executor keys it accepts (empty: any). */
+    curve: { publicKey: '', secretKey: '', allowedClientKeys: [] as string[] },
+    /** Where this gateway publishes deploys to its peer gateways ('' for a single gateway). */
+    controlBindEndpoint: '',
+    /** The peer gateways' control endpoints this gateway subscribes to. */
+    peerControlEndpoints: [] as string[],
   },
   executor: {
     nodeId: os.hostname(),
+    /** This node's zone (site, rack), reported to gateways ('' for none). */
+    zone: '',
     /** The gateways' ROUTER endpoints this executor connects to. */
     gatewayEndpoints: ['tcp://127.0.0.1:7100'],
     runtimeImage: 'skiff/runtime-node20:latest',
@@ -49,6 +80,30 @@ export const DEFAULTS = {
     maxResponseBytes: 6 * MB,
     /** Log lines longer than this are cut and marked truncated. */
     maxLogLineBytes: 4096,
+    /** Sum of container memory limits this node may hold; 0: half of the machine's memory. */
+    memoryBudgetMb: 0,
+    /** Prewarmed runtime containers (stem cells) kept per runtime at least; 0: none. */
+    stemCells: 2,
+    /** Stem cells per runtime at most, as the recent rate of cold starts asks for more. */
+    maxStemCells: 8,
+    /** Memory limit of a stem cell; functions with this memoryMB (and no network) can use one. */
+    stemCellMemoryMb: 128,
+    /** 'adaptive' (hybrid histogram + GDSF eviction) or 'fixed' (executor.idleTimeoutMs + LRU). */
+    keepAlivePolicy: 'adaptive',
+    /** Containers one function may hold; calls beyond wait in its queue. */
+    maxContainersPerFunction: 32,
+    /** Calls one function may have waiting for a container; more are refused with 429. */
+    maxQueuedPerFunction: 100,
+    /** Processes/threads one container may hold. */
+    pidsLimit: 128,
+    /** Size of a container's writable /tmp. */
+    tmpfsMb: 64,
+    /** CPU cores a container may use unless its function sets limits.cpus. */
+    defaultCpus: 1,
+    /** Docker network of functions that ask for network (spec.network); the others get none. */
+    functionNetwork: 'bridge',
+    /** CURVE: this executor's key pair and the gateways' public key (all empty: plaintext bus). */
+    curve: { publicKey: '', secretKey: '', gatewayPublicKey: '' },
   },
   storage: {
     /** Empty: embedded chDB under dataDir. Set (or CLICKHOUSE_URL) to use a ClickHouse server. */
@@ -56,6 +111,49 @@ export const DEFAULTS = {
     database: 'skiff',
     flushIntervalMs: 1000,
     maxBatchRows: 10_000,
+    /** A batch is also sealed when its rows' estimated encoded size reaches this. */
+    maxBatchBytes: 8 * MB,
+    /** Sealed batches per table waiting for ClickHouse; beyond it new batches go to the disk spool. */
+    maxQueuedBatches: 4,
+    /** The disk spool (dataDir/spool) holds at most this; past it the oldest batches are deleted and counted as dropped. */
+    spoolMaxBytes: 1024 * MB,
+  },
+  async: {
+    /** Where the async journal (LMDB) lives; '' means <dataDir>/async-journal. */
+    journalDir: '',
+    /** Journal entries (queued, finished and dead-lettered) before submits get 507 JOURNAL_FULL. */
+    maxJournalEntries: 100_000,
+    /** Request bodies, headers and kept results in the journal before 507 JOURNAL_FULL. */
+    maxJournalBytes: 1024 * MB,
+    /** Unfinished async calls per function before submits get 429 QUEUE_FULL. */
+    maxQueuedPerFunction: 10_000,
+    /** Async calls this gateway runs at once. */
+    maxInFlight: 64,
+    /** Attempts per call (retryable outcomes) before it is dead-lettered; per-function in `functions`. */
+    maxAttempts: 3,
+    /** Outcomes that are retried: any of '5xx', '4xx', 'timeout', 'crash'. */
+    retryOn: ['5xx', 'timeout', 'crash'] as string[],
+    /** Exponential backoff with jitter: base * 2^(attempt-1), capped. */
+    backoffBaseMs: 1000,
+    backoffMaxMs: 60_000,
+    /** Extra deliveries when the executor is lost mid-call (not counted in maxAttempts). */
+    maxRedeliveries: 10,
+    /** Result bodies kept for GET /system/invocations/:id are cut to this size. */
+    maxResultBytes: 64 * 1024,
+    /** Finished calls stay in the journal (for status and Idempotency-Key) this long. */
+    retainFinishedMs: 60 * 60_000,
+    /** Dead letters stay this long unless replayed. */
+    retainDeadLettersMs: 7 * 24 * 60 * 60_000,
+    /** Per-function overrides: { "<name>": { "maxAttempts": 5, "retryOn": ["5xx"] } }. */
+    functions: {} as Record<string, { maxAttempts?: number; retryOn?: string[] }>,
+    callback: {
+      timeoutMs: 10_000,
+      backoffBaseMs: 500,
+      backoffMaxMs: 10_000,
+      /** A callback is given up after this long since the call finished. */
+      maxAgeMs: 24 * 60 * 60_000,
+      maxInFlight: 16,
+    },
   },
   functionDefaults: {
     memoryMB: 128,
@@ -73,6 +171,12 @@ const configSchema = z.strictObject({
     maxBodyBytes: positiveInt('gateway.maxBodyBytes'),
     maxHeaderBytes: positiveInt('gateway.maxHeaderBytes'),
     maxDeployBytes: positiveInt('gateway.maxDeployBytes'),
+    placement: z.enum(['affinity', 'random', 'least-loaded'], { error: "gateway.placement must be 'affinity', 'random' or 'least-loaded'" }),
+    placementLoadEpsilon: z.number({ error: 'gateway.placementLoadEpsilon must be a number >= 0' }).min(0, 'gateway.placementLoadEpsilon must be a number >= 0'),
+    zone: z.string(),
+    maxQueuedPerFunction: positiveInt('gateway.maxQueuedPerFunction'),
+    maxQueueWaitMs: positiveInt('gateway.maxQueueWaitMs'),
+    retryAfterSeconds: positiveInt('gateway.retryAfterSeconds'),
     tls: z.strictObject({ certFile: z.string(), keyFile: z.string() }).refine(
       (tls) => (tls.certFile === '') === (tls.keyFile === ''),
       'gateway.tls.certFile and gateway.tls.keyFile must be set together',
@@ -82,9 +186,22 @@ const configSchema = z.strictObject({
     bindEndpoint: zmqEndpoint('bus.bindEndpoint'),
     heartbeatIntervalMs: positiveInt('bus.heartbeatIntervalMs'),
     heartbeatMissLimit: positiveInt('bus.heartbeatMissLimit'),
+    curve: z
+      .strictObject({
+        publicKey: curveKey('bus.curve.publicKey'),
+        secretKey: curveKey('bus.curve.secretKey'),
+        allowedClientKeys: z.array(curveKey('bus.curve.allowedClientKeys[]').refine((v) => v !== '', 'bus.curve.allowedClientKeys[] must be a 40-character z85 CURVE key')),
+      })
+      .refine((c) => (c.publicKey === '') === (c.secretKey === ''), 'bus.curve.publicKey and bus.curve.secretKey must be set together'),
+    controlBindEndpoint: z.union([z.literal(''), zmqEndpoint('bus.controlBindEndpoint')]),
+    peerControlEndpoints: z.array(zmqEndpoint('bus.peerControlEndpoints[]')),
   }),
   executor: z.strictObject({
     nodeId: z.string().min(1, 'executor.nodeId must not be empty'),
+    zone: z.string(),
+    curve: z
+      .strictObject({ publicKey: curveKey('executor.curve.publicKey'), secretKey: curveKey('executor.curve.secretKey'), gatewayPublicKey: curveKey('executor.curve.gatewayPublicKey') })
+      .refine((c) => (c.publicKey === '') === (c.secretKey === '') && (c.secretKey === '') === (c.gatewayPublicKey === ''), 'executor.curve.publicKey, executor.curve.secretKey and executor.curve.gatewayPublicKey must be set together'),
     gatewayEndpoints: z.array(zmqEndpoint('executor.gatewayEndpoints[]')).min(1, 'executor.gatewayEndpoints must list at least one endpoint'),
     runtimeImage: z.string().min(1, 'executor.runtimeImage must name an image'),
     maxInFlight: positiveInt('executor.maxInFlight'),
@@ -92,12 +209,52 @@ const configSchema = z.strictObject({
     startTimeoutMs: positiveInt('executor.startTimeoutMs'),
     maxResponseBytes: positiveInt('executor.maxResponseBytes'),
     maxLogLineBytes: positiveInt('executor.maxLogLineBytes'),
-  }),
+    memoryBudgetMb: nonNegativeInt('executor.memoryBudgetMb', "0: half of the machine's memory"),
+    stemCells: nonNegativeInt('executor.stemCells', '0: no stem cells'),
+    maxStemCells: nonNegativeInt('executor.maxStemCells', 'at least executor.stemCells'),
+    stemCellMemoryMb: positiveInt('executor.stemCellMemoryMb'),
+    keepAlivePolicy: z.enum(['adaptive', 'fixed'], { error: "executor.keepAlivePolicy must be 'adaptive' or 'fixed'" }),
+    maxContainersPerFunction: positiveInt('executor.maxContainersPerFunction'),
+    maxQueuedPerFunction: nonNegativeInt('executor.maxQueuedPerFunction', '0: never queue'),
+    pidsLimit: positiveInt('executor.pidsLimit'),
+    tmpfsMb: positiveInt('executor.tmpfsMb'),
+    defaultCpus: z.number({ error: 'executor.defaultCpus must be a positive number of cores' }).positive('executor.defaultCpus must be a positive number of cores'),
+    functionNetwork: z.string().min(1, 'executor.functionNetwork must name a Docker network'),
+  }).refine((e) => e.maxStemCells >= e.stemCells, { message: 'executor.maxStemCells must be at least executor.stemCells', path: ['maxStemCells'] }),
   storage: z.strictObject({
     clickhouseUrl: z.string().refine((v) => v === '' || /^https?:\/\//.test(v), 'storage.clickhouseUrl must be an http(s) URL or empty'),
     database: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'storage.database must be a plain identifier'),
     flushIntervalMs: positiveInt('storage.flushIntervalMs'),
     maxBatchRows: positiveInt('storage.maxBatchRows'),
+    maxBatchBytes: positiveInt('storage.maxBatchBytes'),
+    maxQueuedBatches: positiveInt('storage.maxQueuedBatches'),
+    spoolMaxBytes: positiveInt('storage.spoolMaxBytes'),
+  }),
+  async: z.strictObject({
+    journalDir: z.string(),
+    maxJournalEntries: positiveInt('async.maxJournalEntries'),
+    maxJournalBytes: positiveInt('async.maxJournalBytes'),
+    maxQueuedPerFunction: positiveInt('async.maxQueuedPerFunction'),
+    maxInFlight: positiveInt('async.maxInFlight'),
+    maxAttempts: positiveInt('async.maxAttempts'),
+    retryOn: z.array(retryOutcome('async.retryOn[]')),
+    backoffBaseMs: positiveInt('async.backoffBaseMs'),
+    backoffMaxMs: positiveInt('async.backoffMaxMs'),
+    maxRedeliveries: z.number().int('async.maxRedeliveries must be an integer from 0').min(0, 'async.maxRedeliveries must be an integer from 0'),
+    maxResultBytes: positiveInt('async.maxResultBytes'),
+    retainFinishedMs: positiveInt('async.retainFinishedMs'),
+    retainDeadLettersMs: positiveInt('async.retainDeadLettersMs'),
+    functions: z.record(
+      z.string(),
+      z.strictObject({ maxAttempts: positiveInt('async.functions.<name>.maxAttempts').optional(), retryOn: z.array(retryOutcome('async.functions.<name>.retryOn[]')).optional() }),
+    ),
+    callback: z.strictObject({
+      timeoutMs: positiveInt('async.callback.timeoutMs'),
+      backoffBaseMs: positiveInt('async.callback.backoffBaseMs'),
+      backoffMaxMs: positiveInt('async.callback.backoffMaxMs'),
+      maxAgeMs: positiveInt('async.callback.maxAgeMs'),
+      maxInFlight: positiveInt('async.callback.maxInFlight'),
+    }),
   }),
   functionDefaults: z.strictObject({
     memoryMB: positiveInt('functionDefaults.memoryMB'),
@@ -111,7 +268,7 @@ export type SkiffConfig = Readonly<z.infer<typeof configSchema>>;
 type DeepPartial<T> = { [K in keyof T]?: T[K] extends readonly unknown[] ? T[K] : T[K] extends object ? DeepPartial<T[K]> : T[K] };
 export type ConfigOverrides = DeepPartial<z.infer<typeof configSchema>>;
 
-type EnvKind = 'string' | 'int' | 'list';
+type EnvKind = 'string' | 'int' | 'list' | 'json';
 /** Environment variables that override options: variable → [option path, kind]. */
 export const ENV_OVERRIDES: Readonly<Record<string, readonly [string, EnvKind]>> = {
   SKIFF_DATA_DIR: ['dataDir', 'string'],
@@ -123,12 +280,41 @@ export const ENV_OVERRIDES: Readonly<Record<string, readonly [string, EnvKind]>>
   SKIFF_TLS_KEY_FILE: ['gateway.tls.keyFile', 'string'],
   SKIFF_BUS_BIND: ['bus.bindEndpoint', 'string'],
   SKIFF_HEARTBEAT_INTERVAL_MS: ['bus.heartbeatIntervalMs', 'int'],
+  SKIFF_HEARTBEAT_MISS_LIMIT: ['bus.heartbeatMissLimit', 'int'],
+  SKIFF_MAX_QUEUED_PER_FUNCTION: ['gateway.maxQueuedPerFunction', 'int'],
+  SKIFF_EXECUTOR_MAX_IN_FLIGHT: ['executor.maxInFlight', 'int'],
+  SKIFF_ASYNC_JOURNAL_DIR: ['async.journalDir', 'string'],
+  SKIFF_ASYNC_MAX_JOURNAL_ENTRIES: ['async.maxJournalEntries', 'int'],
+  SKIFF_ASYNC_MAX_QUEUED_PER_FUNCTION: ['async.maxQueuedPerFunction', 'int'],
+  SKIFF_ASYNC_MAX_IN_FLIGHT: ['async.maxInFlight', 'int'],
+  SKIFF_ASYNC_MAX_ATTEMPTS: ['async.maxAttempts', 'int'],
+  SKIFF_ASYNC_BACKOFF_BASE_MS: ['async.backoffBaseMs', 'int'],
+  SKIFF_ASYNC_BACKOFF_MAX_MS: ['async.backoffMaxMs', 'int'],
+  SKIFF_ASYNC_FUNCTIONS: ['async.functions', 'json'],
+  SKIFF_CALLBACK_BACKOFF_MAX_MS: ['async.callback.backoffMaxMs', 'int'],
   SKIFF_NODE_ID: ['executor.nodeId', 'string'],
   SKIFF_GATEWAYS: ['executor.gatewayEndpoints', 'list'],
   SKIFF_RUNTIME_IMAGE: ['executor.runtimeImage', 'string'],
   SKIFF_IDLE_TIMEOUT_MS: ['executor.idleTimeoutMs', 'int'],
+  SKIFF_MEMORY_BUDGET_MB: ['executor.memoryBudgetMb', 'int'],
+  SKIFF_STEM_CELLS: ['executor.stemCells', 'int'],
+  SKIFF_MAX_STEM_CELLS: ['executor.maxStemCells', 'int'],
+  SKIFF_KEEPALIVE_POLICY: ['executor.keepAlivePolicy', 'string'],
   CLICKHOUSE_URL: ['storage.clickhouseUrl', 'string'],
+  SKIFF_PLACEMENT: ['gateway.placement', 'string'],
+  SKIFF_GATEWAY_ZONE: ['gateway.zone', 'string'],
+  SKIFF_ZONE: ['executor.zone', 'string'],
+  SKIFF_CONTROL_BIND: ['bus.controlBindEndpoint', 'string'],
+  SKIFF_PEER_GATEWAYS: ['bus.peerControlEndpoints', 'list'],
+  SKIFF_BUS_CURVE_PUBLIC_KEY: ['bus.curve.publicKey', 'string'],
+  SKIFF_BUS_CURVE_SECRET_KEY: ['bus.curve.secretKey', 'string'],
+  SKIFF_BUS_CURVE_CLIENT_KEYS: ['bus.curve.allowedClientKeys', 'list'],
+  SKIFF_EXECUTOR_CURVE_PUBLIC_KEY: ['executor.curve.publicKey', 'string'],
+  SKIFF_EXECUTOR_CURVE_SECRET_KEY: ['executor.curve.secretKey', 'string'],
+  SKIFF_GATEWAY_CURVE_PUBLIC_KEY: ['executor.curve.gatewayPublicKey', 'string'],
   SKIFF_CLICKHOUSE_DATABASE: ['storage.database', 'string'],
+  SKIFF_STORAGE_FLUSH_INTERVAL_MS: ['storage.flushIntervalMs', 'int'],
+  SKIFF_SPOOL_MAX_BYTES: ['storage.spoolMaxBytes', 'int'],
 };
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -164,6 +350,12 @@ function envOverrides(env: NodeJS.ProcessEnv): Record<string, unknown> {
       const parsed = Number(raw);
       if (!Number.isInteger(parsed)) throw new ConfigError(`${name} (${option}) must be an integer, got "${raw}"`);
       setPath(out, option, parsed);
+    } else if (kind === 'json') {
+      try {
+        setPath(out, option, JSON.parse(raw));
+      } catch {
+        throw new ConfigError(`${name} (${option}) must be JSON, got "${raw}"`);
+      }
     } else if (kind === 'list') {
       setPath(out, option, raw.split(',').map((s) => s.trim()).filter(Boolean));
     } else {
@@ -210,5 +402,7 @@ export function redactConfig(config: SkiffConfig): unknown {
   const copy = structuredClone(config) as z.infer<typeof configSchema>;
   if (copy.storage.clickhouseUrl) copy.storage.clickhouseUrl = copy.storage.clickhouseUrl.replace(/\/\/[^@/]*@/, '//***@');
   if (copy.gateway.tls.keyFile) copy.gateway.tls.keyFile = '***';
+  if (copy.bus.curve.secretKey) copy.bus.curve.secretKey = '***';
+  if (copy.executor.curve.secretKey) copy.executor.curve.secretKey = '***';
   return copy;
 }

@@ -20,11 +20,15 @@ export const ERROR_CODES = {
   FUNCTION_NOT_FOUND: { statusCode: 404, blame: 'caller', description: 'No function with this name is deployed.' },
   INVOCATION_NOT_FOUND: { statusCode: 404, blame: 'caller', description: 'No invocation record with this id exists.' },
   ROUTE_NOT_FOUND: { statusCode: 404, blame: 'caller', description: 'No route matches the method and path.' },
+  FUNCTION_QUEUE_FULL: { statusCode: 429, blame: 'platform', description: "The function's containers are all busy and its queue on the executor (executor.maxQueuedPerFunction) is full; retry after Retry-After seconds." },
   PAYLOAD_TOO_LARGE: { statusCode: 413, blame: 'caller', description: 'The request body is over gateway.maxBodyBytes.' },
+  NOT_DEAD_LETTERED: { statusCode: 409, blame: 'caller', description: 'Only a dead-lettered async invocation can be replayed.' },
+  QUEUE_FULL: { statusCode: 429, blame: 'platform', description: 'No executor capacity and the bounded per-function queue is full (or waited past gateway.maxQueueWaitMs); retry after Retry-After seconds.' },
   HEADERS_TOO_LARGE: { statusCode: 431, blame: 'caller', description: 'The request headers are over gateway.maxHeaderBytes.' },
   FUNCTION_ERROR: { statusCode: 500, blame: 'function', description: 'The function threw; the body carries its message and its stderr (stored with the invocation) the stack.' },
   FUNCTION_CRASHED: { statusCode: 502, blame: 'function', description: 'The function container exited or closed the connection before answering.' },
   FUNCTION_BAD_RESPONSE: { statusCode: 502, blame: 'function', description: 'The function answered something that is not a valid http-stream response.' },
+  FUNCTION_OUT_OF_MEMORY: { statusCode: 502, blame: 'function', description: 'The function went past its memory limit (limits.memoryMB) and its container was killed; the next call gets a fresh one.' },
   FUNCTION_START_FAILED: { statusCode: 502, blame: 'function', description: 'The function container started but never opened its listener (bad code, crash at load).' },
   RESPONSE_TOO_LARGE: { statusCode: 502, blame: 'function', description: 'The function response body is over executor.maxResponseBytes.' },
   EXECUTOR_LOST: { statusCode: 502, blame: 'platform', description: 'The executor running the call stopped heartbeating or disconnected mid-call.' },
@@ -32,6 +36,7 @@ export const ERROR_CODES = {
   STORAGE_UNAVAILABLE: { statusCode: 503, blame: 'platform', description: 'ClickHouse did not accept a write or a query.' },
   CONTAINER_RUNTIME_ERROR: { statusCode: 503, blame: 'platform', description: 'Docker refused to create or start a container.' },
   FUNCTION_TIMEOUT: { statusCode: 504, blame: 'function', description: 'The call ran past its deadline (limits.timeoutMs); its container is killed.' },
+  JOURNAL_FULL: { statusCode: 507, blame: 'platform', description: 'The async journal is at async.maxJournalEntries or async.maxJournalBytes; the call was not accepted.' },
   INTERNAL_ERROR: { statusCode: 500, blame: 'platform', description: 'An unexpected fault inside Skiff.' },
 } as const satisfies Record<string, ErrorSpec>;
 

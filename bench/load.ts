@@ -1,64 +1,57 @@
 /**
- * One autocannon run with latencies kept at microsecond resolution: autocannon's own histogram
- * counts whole milliseconds, too coarse for sub-millisecond overheads, so every response time is
- * also recorded here from its 'response' event.
+ * The benchmarks' side of the load generator: forks bench/load-worker.ts (its own process, so
+ * autocannon never shares an event loop with the benchmark or with Skiff) and hands it jobs.
  */
-import autocannon from 'autocannon';
-import * as hdr from 'hdr-histogram-js';
+import { fork, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { BurstJob, BurstResult, DurationJob, DurationResult, LoadJob, LoadResult, ScheduleJob, ScheduleResult, WorkerReply } from './load-jobs.ts';
 
-export interface LoadTarget {
-  url: string;
-  /** For a unix socket target: autocannon connects here and `url` only supplies the path. */
-  socketPath?: string;
-  method: 'GET' | 'POST' | 'PUT';
-  headers: Record<string, string>;
-  body: Buffer;
-}
+export type * from './load-jobs.ts';
 
-export interface LoadResult {
-  requestsPerSec: number;
-  latencyUs: { p50: number; p90: number; p99: number; p999: number; max: number; mean: number };
-  requests: number;
-  errors: number;
-  non2xx: number;
-  durationS: number;
-}
+const WORKER_ENTRY = path.join(path.dirname(fileURLToPath(import.meta.url)), 'load-worker.ts');
 
-export async function runLoad(target: LoadTarget, connections: number, durationS: number): Promise<LoadResult> {
-  const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
-  const result = await new Promise<autocannon.Result>((resolve, reject) => {
-    const instance = autocannon(
-      {
-        url: target.url,
-        socketPath: target.socketPath,
-        method: target.method,
-        headers: target.headers,
-        body: target.body,
-        connections,
-        pipelining: 1,
-        duration: durationS,
-      },
-      (err, res) => (err ? reject(err) : resolve(res)),
-    );
-    instance.on('response', (_client, statusCode, _bytes, responseTimeMs) => {
-      if (statusCode >= 200 && statusCode < 300) histogram.recordValue(Math.max(1, Math.round(responseTimeMs * 1000)));
+/** Owns one load generator process; jobs run one at a time. */
+export class LoadGenerator {
+  readonly #child: ChildProcess;
+  readonly #exited: Promise<void>;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor() {
+    this.#child = fork(WORKER_ENTRY, [], { execArgv: ['--import', 'tsx'], serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    this.#exited = new Promise((resolve) => this.#child.once('exit', () => resolve()));
+  }
+
+  /** The generator's process id (its CPU is its own, apart from the benchmark's). */
+  get pid(): number | undefined {
+    return this.#child.pid;
+  }
+
+  run(job: DurationJob): Promise<DurationResult>;
+  run(job: BurstJob): Promise<BurstResult>;
+  run(job: ScheduleJob): Promise<ScheduleResult>;
+  run(job: LoadJob): Promise<LoadResult> {
+    const next = this.#queue.then(() => this.#send(job));
+    this.#queue = next.catch(() => undefined);
+    return next;
+  }
+
+  #send(job: LoadJob): Promise<LoadResult> {
+    return new Promise((resolve, reject) => {
+      const onExit = () => reject(new Error('the load generator exited during a job'));
+      this.#child.once('exit', onExit);
+      this.#child.once('message', (reply: WorkerReply) => {
+        this.#child.off('exit', onExit);
+        if (reply.ok) resolve(reply.result);
+        else reject(new Error(`load generator: ${reply.error}`));
+      });
+      this.#child.send(job);
     });
-  });
-  const out: LoadResult = {
-    requestsPerSec: result.requests.average,
-    latencyUs: {
-      p50: histogram.getValueAtPercentile(50),
-      p90: histogram.getValueAtPercentile(90),
-      p99: histogram.getValueAtPercentile(99),
-      p999: histogram.getValueAtPercentile(99.9),
-      max: histogram.maxValue,
-      mean: Math.round(histogram.mean),
-    },
-    requests: result.requests.total,
-    errors: result.errors + result.timeouts,
-    non2xx: result.non2xx,
-    durationS: result.duration,
-  };
-  histogram.destroy();
-  return out;
+  }
+
+  /** Idempotent: disconnects the worker (it exits) and waits for it. */
+  async close(): Promise<void> {
+    if (this.#child.connected) this.#child.disconnect();
+    await this.#exited;
+  }
 }

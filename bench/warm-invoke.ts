@@ -1,128 +1,211 @@
 /**
- * Warm-invoke benchmark: the full chain (`POST /function/bench-echo` through gateway, bus and
- * executor) side by side with the same warm container called directly over its unix socket, at
- * several connection counts, in one run. Skiff runs in its own processes; this process only
- * drives load. Knobs: BENCH_DURATION_S (default 10), BENCH_CONNECTIONS (default 1,16,64),
- * BENCH_PAYLOAD_BYTES (default 100).
+ * Warm-invoke benchmark: the full chain (`POST /function/bench-echo`: gateway, bus, executor,
+ * container) beside two baselines that hit the same warm container: direct over its unix socket
+ * (the Fn http-stream request the executor sends) and a plain node:http reverse proxy in front of
+ * it (bench/simple-proxy.ts, the gateway a user could write). Every point is run BENCH_RUNS
+ * times, interleaving the targets; figures are medians with min and max. Skiff, the proxy and the
+ * load generator each run in their own processes.
+ * Knobs: BENCH_DURATION_S (2; ×1.5 for payloads of 1 MiB and more, whose calls take up to
+ * seconds at 256 connections), BENCH_RUNS (3), BENCH_CONNECTIONS (1,16,64,256),
+ * BENCH_PAYLOAD_BYTES (100,10240,1048576).
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
 import Dockerode from 'dockerode';
-import { GatewayClient } from '../cli/client.ts';
-import { packFunctionDir } from '../cli/pack.ts';
-import { spawnSkiff } from '../cli/spawn.ts';
 import { renderTable } from '../cli/table.ts';
-import { runLoad, type LoadResult, type LoadTarget } from './load.ts';
-import { describeCommit, describeMachine } from './machine.ts';
+import { LoadGenerator, type DurationResult, type LoadTarget } from './load.ts';
+import { generatorCpu, writeResult } from './results.ts';
+import { containerOfCall, deployEcho, GatewayClient, logger, ROOT, startSkiff } from './skiff.ts';
+import { formatSpread, ratio, spreadOf, type Spread } from './stats.ts';
+import { knobInt, knobList } from './knobs.ts';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 10);
-const CONNECTIONS = (process.env.BENCH_CONNECTIONS ?? '1,16,64').split(',').map(Number);
-const PAYLOAD_BYTES = Number(process.env.BENCH_PAYLOAD_BYTES ?? 100);
+const DURATION_S = knobInt('BENCH_DURATION_S', 2);
+const RUNS = knobInt('BENCH_RUNS', 3);
+const CONNECTIONS = knobList('BENCH_CONNECTIONS', [1, 16, 64, 256]);
+const PAYLOADS = knobList('BENCH_PAYLOAD_BYTES', [100, 10 * 1024, 1024 * 1024]);
 const FUNCTION_NAME = 'bench-echo';
-/** One container serves every connection, so both targets hit the same process. */
+const LARGE_PAYLOAD_BYTES = 1024 * 1024;
+const LARGE_PAYLOAD_DURATION_FACTOR = 1.5;
+/**
+ * The echo container holds every in-flight body twice (request and response): 256 connections
+ * × 1 MiB need about 600 MB, so the function gets room for that rather than being OOM-killed.
+ */
+const FUNCTION_MEMORY_MB = 1024;
+/** One container serves every connection, so all three targets hit the same process. */
 const FUNCTION_CONCURRENCY = Math.max(...CONNECTIONS);
-const RESULT_FILE = path.join(ROOT, 'bench', 'results', 'warm-invoke.json');
+const TARGETS = ['direct', 'proxy', 'full'] as const;
+type TargetName = (typeof TARGETS)[number];
+const log = logger('warm-invoke');
 
-function log(line: string): void {
-  process.stdout.write(`${line}\n`);
+/** One target at one point, over its runs. */
+export interface TargetSummary {
+  requestsPerSec: Spread;
+  p50Us: Spread;
+  p90Us: Spread;
+  p99Us: Spread;
+  p999Us: Spread;
+  errors: number;
+  non2xx: number;
+  runs: DurationResult[];
 }
 
-/** The unix socket of the function's warm container, from its /tmp/iofs bind mount. */
-async function warmContainerSocket(docker: Dockerode, nodeId: string): Promise<{ id: string; socketPath: string }> {
-  const containers = await docker.listContainers({ filters: { label: [`skiff.function=${FUNCTION_NAME}`, `skiff.node=${nodeId}`] } });
-  if (containers.length !== 1) throw new Error(`expected one warm ${FUNCTION_NAME} container, found ${containers.length}`);
-  const info = await docker.getContainer(containers[0].Id).inspect();
-  const mount = info.Mounts.find((m) => m.Destination === '/tmp/iofs');
-  if (!mount) throw new Error('the warm container has no /tmp/iofs mount');
-  return { id: containers[0].Id, socketPath: path.join(mount.Source, 'lsnr.sock') };
-}
-
-interface Row {
+export interface WarmInvokeRow {
+  payloadBytes: number;
   connections: number;
-  full: LoadResult;
-  direct: LoadResult;
-  throughputRatio: number;
-  addedP50Us: number;
-  addedP99Us: number;
+  targets: Record<TargetName, TargetSummary>;
+  /** full ÷ baseline, of median throughput and of median p50 latency. */
+  ratios: { rpsFullOverDirect: number; rpsFullOverProxy: number; p50FullOverDirect: number; p50FullOverProxy: number };
+  /** Latency the full chain adds over the direct call (median p50 and p99, µs). */
+  addedUs: { p50: number; p99: number };
+  /** The warm container was gone after this point (crashed or OOM-killed): its figures are suspect. */
+  containerReplaced: boolean;
+}
+
+function durationFor(payloadBytes: number): number {
+  return payloadBytes >= LARGE_PAYLOAD_BYTES ? DURATION_S * LARGE_PAYLOAD_DURATION_FACTOR : DURATION_S;
+}
+
+function summarize(runs: DurationResult[]): TargetSummary {
+  // A run with no successful response has no latency: it counts for throughput (0), not latency.
+  const answered = runs.filter((r) => r.requests > r.non2xx && r.latencyUs.p50 > 0);
+  return {
+    requestsPerSec: spreadOf(runs, (r) => Math.round(r.requestsPerSec)),
+    p50Us: spreadOf(answered, (r) => r.latencyUs.p50),
+    p90Us: spreadOf(answered, (r) => r.latencyUs.p90),
+    p99Us: spreadOf(answered, (r) => r.latencyUs.p99),
+    p999Us: spreadOf(answered, (r) => r.latencyUs.p999),
+    errors: runs.reduce((n, r) => n + r.errors, 0),
+    non2xx: runs.reduce((n, r) => n + r.non2xx, 0),
+    runs,
+  };
+}
+
+/** Starts bench/simple-proxy.ts in front of the container; resolves with its port. */
+async function startProxy(socketPath: string): Promise<{ port: number; child: ChildProcess }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench', 'simple-proxy.ts'), socketPath], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`simple-proxy exited (${code}) before listening`)));
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      if (line.startsWith('listening ')) resolve(Number(line.slice('listening '.length)));
+    });
+  });
+  return { port, child };
+}
+
+function payloadLabel(bytes: number): string {
+  if (bytes >= 1024 * 1024 && bytes % (1024 * 1024) === 0) return `${bytes / (1024 * 1024)} MiB`;
+  if (bytes >= 1024 && bytes % 1024 === 0) return `${bytes / 1024} KiB`;
+  return `${bytes} B`;
 }
 
 async function main(): Promise<void> {
-  log(`warm-invoke: ${DURATION_S} s per run, connections ${CONNECTIONS.join('/')}, payload ${PAYLOAD_BYTES} B`);
-  log('warm-invoke: starting Skiff (gateway + executor processes, embedded chDB)...');
-  const skiff = await spawnSkiff({ examples: false });
+  const seconds = PAYLOADS.reduce((sum, p) => sum + CONNECTIONS.length * TARGETS.length * RUNS * durationFor(p), 0);
+  log(`${RUNS} runs × ${DURATION_S} s per point and target (×1.5 from 1 MiB); connections ${CONNECTIONS.join('/')}; payloads ${PAYLOADS.map(payloadLabel).join(', ')}; about ${Math.ceil(seconds / 60)} min`);
+  log('starting Skiff (gateway + executor processes, embedded chDB)...');
+  const skiff = await startSkiff();
   const docker = new Dockerode();
+  const generator = new LoadGenerator();
+  let proxy: ChildProcess | undefined;
   try {
     const client = new GatewayClient(skiff.url);
-    const code = (await packFunctionDir(path.join(ROOT, 'examples', 'echo'))).toString('base64');
-    await client.json('PUT', `/system/functions/${FUNCTION_NAME}`, { code, limits: { concurrency: FUNCTION_CONCURRENCY } });
-    const payload = randomBytes(PAYLOAD_BYTES);
-    const warmup = await client.call('POST', `/function/${FUNCTION_NAME}`, payload, { 'content-type': 'application/octet-stream' });
-    if (warmup.status !== 200 || !warmup.body.equals(payload)) throw new Error(`warm-up call failed: ${warmup.status}`);
+    await deployEcho(client, FUNCTION_NAME, { concurrency: FUNCTION_CONCURRENCY, memoryMB: FUNCTION_MEMORY_MB });
+    const probe = randomBytes(100);
+    const warmup = await client.call('POST', `/function/${FUNCTION_NAME}`, probe, { 'content-type': 'application/octet-stream' });
+    if (warmup.status !== 200 || !warmup.body.equals(probe)) throw new Error(`warm-up call failed: ${warmup.status} ${warmup.body.toString()}`);
+    const container = await containerOfCall(docker, client, warmup.headers['x-call-id'] ?? '');
     await client.close();
-    const container = await warmContainerSocket(docker, skiff.nodeId);
-    log(`warm-invoke: warm container ${container.id.slice(0, 12)} at ${container.socketPath}`);
+    log(`warm container ${container.id.slice(0, 12)} at ${container.socketPath}`);
+    const started = await startProxy(container.socketPath);
+    proxy = started.child;
 
-    const full: LoadTarget = {
-      url: `${skiff.url}/function/${FUNCTION_NAME}`,
-      method: 'POST',
-      headers: { 'content-type': 'application/octet-stream' },
-      body: payload,
-    };
-    // The same request as the executor sends it: the Fn http-stream contract.
-    const direct: LoadTarget = {
-      url: 'http://localhost/call',
-      socketPath: container.socketPath,
-      method: 'POST',
-      headers: {
-        'content-type': 'application/octet-stream',
-        'fn-call-id': 'bench',
-        'fn-deadline': new Date(Date.now() + 3_600_000).toISOString(),
-        'fn-http-method': 'POST',
-        'fn-http-request-url': `/function/${FUNCTION_NAME}`,
-        'fn-http-h-content-type': 'application/octet-stream',
-      },
-      body: payload,
-    };
-
-    const rows: Row[] = [];
-    for (const connections of CONNECTIONS) {
-      log(`warm-invoke: ${connections} connection(s): direct...`);
-      const directResult = await runLoad(direct, connections, DURATION_S);
-      log(`warm-invoke: ${connections} connection(s): full chain...`);
-      const fullResult = await runLoad(full, connections, DURATION_S);
-      rows.push({
-        connections,
-        full: fullResult,
-        direct: directResult,
-        throughputRatio: Number((fullResult.requestsPerSec / directResult.requestsPerSec).toFixed(3)),
-        addedP50Us: fullResult.latencyUs.p50 - directResult.latencyUs.p50,
-        addedP99Us: fullResult.latencyUs.p99 - directResult.latencyUs.p99,
-      });
+    const rows: WarmInvokeRow[] = [];
+    const cpu: number[] = [];
+    const notes: string[] = [];
+    for (const payloadBytes of PAYLOADS) {
+      const body = randomBytes(payloadBytes);
+      const common = { method: 'POST' as const, body };
+      const targets: Record<TargetName, LoadTarget> = {
+        full: { ...common, url: `${skiff.url}/function/${FUNCTION_NAME}`, headers: { 'content-type': 'application/octet-stream' } },
+        proxy: { ...common, url: `http://127.0.0.1:${started.port}/function/${FUNCTION_NAME}`, headers: { 'content-type': 'application/octet-stream' } },
+        // The same request the executor sends: the Fn http-stream contract.
+        direct: {
+          ...common,
+          url: 'http://localhost/call',
+          socketPath: container.socketPath,
+          headers: {
+            'content-type': 'application/octet-stream',
+            'fn-call-id': 'bench',
+            'fn-deadline': new Date(Date.now() + 3_600_000).toISOString(),
+            'fn-http-method': 'POST',
+            'fn-http-request-url': `/function/${FUNCTION_NAME}`,
+            'fn-http-h-content-type': 'application/octet-stream',
+          },
+        },
+      };
+      for (const connections of CONNECTIONS) {
+        const runs: Record<TargetName, DurationResult[]> = { direct: [], proxy: [], full: [] };
+        for (let run = 1; run <= RUNS; run++) {
+          for (const name of TARGETS) {
+            const result = await generator.run({ kind: 'duration', target: targets[name], connections, durationS: durationFor(payloadBytes) });
+            runs[name].push(result);
+            cpu.push(result.generator.cpuPercent);
+          }
+        }
+        const summary = { direct: summarize(runs.direct), proxy: summarize(runs.proxy), full: summarize(runs.full) };
+        const live = await docker.getContainer(container.id).inspect().then((i) => i.State.Running, () => false);
+        if (!live) {
+          notes.push(`The warm container was gone after ${payloadLabel(payloadBytes)} × ${connections} connections (crashed or OOM-killed); direct and proxy figures from then on are not comparable. Stopped there.`);
+          log(`NOTE: ${notes[notes.length - 1]}`);
+        }
+        const row: WarmInvokeRow = {
+          payloadBytes,
+          connections,
+          targets: summary,
+          ratios: {
+            rpsFullOverDirect: ratio(summary.full.requestsPerSec, summary.direct.requestsPerSec),
+            rpsFullOverProxy: ratio(summary.full.requestsPerSec, summary.proxy.requestsPerSec),
+            p50FullOverDirect: ratio(summary.full.p50Us, summary.direct.p50Us),
+            p50FullOverProxy: ratio(summary.full.p50Us, summary.proxy.p50Us),
+          },
+          addedUs: { p50: summary.full.p50Us.median - summary.direct.p50Us.median, p99: summary.full.p99Us.median - summary.direct.p99Us.median },
+          containerReplaced: !live,
+        };
+        rows.push(row);
+        log(`${payloadLabel(payloadBytes)} × ${connections}: full ${summary.full.requestsPerSec.median} req/s, direct ${summary.direct.requestsPerSec.median}, proxy ${summary.proxy.requestsPerSec.median}`);
+        if (!live) break;
+      }
+      if (rows.some((r) => r.containerReplaced)) break;
     }
 
-    const ms = (us: number) => (us / 1000).toFixed(3);
+    const headers = ['payload', 'conns', 'target', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'rps full/x', 'p50 full/x'];
+    const tableRows = rows.flatMap((r) =>
+      TARGETS.map((name) => {
+        const t = r.targets[name];
+        const show = (x: number) => (Number.isNaN(x) ? 'n/a' : String(x));
+        const rpsRatio = name === 'direct' ? show(r.ratios.rpsFullOverDirect) : name === 'proxy' ? show(r.ratios.rpsFullOverProxy) : '';
+        const p50Ratio = name === 'direct' ? show(r.ratios.p50FullOverDirect) : name === 'proxy' ? show(r.ratios.p50FullOverProxy) : '';
+        return [payloadLabel(r.payloadBytes), r.connections, name, formatSpread(t.requestsPerSec), formatSpread(t.p50Us, 3, 1000), formatSpread(t.p99Us, 3, 1000), t.errors + t.non2xx, String(rpsRatio), String(p50Ratio)];
+      }),
+    );
     log('');
-    log(renderTable(
-      ['conns', 'target', 'req/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'errors', 'full/direct', '+p50 ms', '+p99 ms'],
-      rows.flatMap((r) => [
-        [r.connections, 'direct', Math.round(r.direct.requestsPerSec), ms(r.direct.latencyUs.p50), ms(r.direct.latencyUs.p99), ms(r.direct.latencyUs.p999), r.direct.errors + r.direct.non2xx, '', '', ''],
-        [r.connections, 'full chain', Math.round(r.full.requestsPerSec), ms(r.full.latencyUs.p50), ms(r.full.latencyUs.p99), ms(r.full.latencyUs.p999), r.full.errors + r.full.non2xx, r.throughputRatio.toFixed(3), ms(r.addedP50Us), ms(r.addedP99Us)],
-      ]),
-    ));
-    mkdirSync(path.dirname(RESULT_FILE), { recursive: true });
-    writeFileSync(RESULT_FILE, `${JSON.stringify({
+    process.stdout.write(`${renderTable(headers, tableRows)}\n`);
+    const gen = generatorCpu(cpu);
+    log(`load generator CPU: max ${gen.maxCpuPercent}% of one core, mean ${gen.meanCpuPercent}% (its own process)`);
+    const file = writeResult<WarmInvokeRow>({
       scenario: 'warm-invoke',
-      date: new Date().toISOString(),
-      machine: describeMachine(),
-      ...describeCommit(),
-      settings: { durationS: DURATION_S, connections: CONNECTIONS, payloadBytes: PAYLOAD_BYTES, functionConcurrency: FUNCTION_CONCURRENCY, loadGenerator: 'autocannon 8 (latency from per-response times, µs resolution)' },
+      settings: { durationS: DURATION_S, largePayloadDurationS: durationFor(LARGE_PAYLOAD_BYTES), runs: RUNS, functionMemoryMb: FUNCTION_MEMORY_MB, connections: CONNECTIONS, payloadBytes: PAYLOADS, functionConcurrency: FUNCTION_CONCURRENCY, loadGenerator: 'autocannon 8 in its own process; latency from per-response times, µs HDR histogram' },
+      baseline: 'direct: the same warm container over its unix socket; proxy: a plain node:http reverse proxy in front of it. Ratios are full ÷ baseline (req/s: lower is worse; p50: higher is worse). Cells are median (min–max) of the runs.',
+      generator: gen,
+      notes,
+      table: { headers, rows: tableRows },
       rows,
-    }, null, 2)}\n`);
-    log(`\nwarm-invoke: wrote ${path.relative(ROOT, RESULT_FILE)}`);
+    });
+    log(`wrote ${path.relative(ROOT, file)}`);
   } finally {
+    proxy?.kill('SIGTERM');
+    await generator.close();
     await skiff.stop();
   }
 }

@@ -28,6 +28,8 @@ export interface FunctionLimits {
   timeoutMs: number;
   /** Calls one container serves at once. */
   concurrency: number;
+  /** CPU cores one container may use (CFS quota); the executor's default when absent. */
+  cpus?: number;
 }
 
 /** What an executor needs to run a function: a deployed, versioned definition. */
@@ -44,11 +46,15 @@ export interface FunctionSpec {
   handler: string;
   env: Record<string, string>;
   limits: FunctionLimits;
+  /** The function needs network access (its containers get executor.functionNetwork, else none). */
+  network?: boolean;
 }
 
 /** Executor → gateway, once per connection. */
 export interface HelloHeader {
   nodeId: string;
+  /** The node's zone ('' or absent for none); gateways prefer executors of their own zone. */
+  zone?: string;
   pid: number;
   maxInFlight: number;
   startedAtMs: number;
@@ -57,6 +63,12 @@ export interface HelloHeader {
 /** Executor → gateway: how many more calls it accepts now (absolute, not a delta). */
 export interface CreditHeader {
   credits: number;
+  /** Idle warm call slots per function name (a call there starts warm). */
+  warm?: Record<string, number>;
+  /** Ready stem cells per runtime (a call of that runtime starts in ~ms, not a cold start). */
+  stemCells?: Record<string, number>;
+  /** Memory budget not yet given to containers, MB. */
+  memoryFreeMb?: number;
 }
 
 /** Gateway → executor: one invocation. The body is the raw request body. */
@@ -95,6 +107,8 @@ export interface ResultHeader {
   runUs: number;
   /** Microseconds waiting inside the executor for a container slot. */
   queueUs: number;
+  /** Of initUs: microseconds creating and starting the container (cold starts only). */
+  createUs?: number;
 }
 
 export type LogStream = 'stdout' | 'stderr';

@@ -25,6 +25,12 @@ export interface ExecutorPeer {
   hello: HelloHeader;
   /** Calls the executor accepts now, as it last reported (absolute). */
   credits: number;
+  /** Idle warm call slots per function, as it last reported. */
+  warm: Record<string, number>;
+  /** Ready stem cells per runtime, as it last reported. */
+  stemCells: Record<string, number>;
+  /** Memory budget it has not given to containers, MB (-1: not reported). */
+  memoryFreeMb: number;
   lastSeenMs: number;
 }
 
@@ -133,7 +139,7 @@ export class BusRouter {
         existing.hello = message.header;
         existing.lastSeenMs = now;
       } else {
-        const peer: ExecutorPeer = { peerId, hello: message.header, credits: 0, lastSeenMs: now };
+        const peer: ExecutorPeer = { peerId, hello: message.header, credits: 0, warm: {}, stemCells: {}, memoryFreeMb: -1, lastSeenMs: now };
         this.#peers.set(peerId, peer);
         this.#handlers.onPeerUp?.(peer);
       }
@@ -152,6 +158,9 @@ export class BusRouter {
         return;
       case MessageType.CREDIT:
         peer.credits = message.header.credits;
+        if (message.header.warm) peer.warm = message.header.warm;
+        if (message.header.stemCells) peer.stemCells = message.header.stemCells;
+        if (message.header.memoryFreeMb !== undefined) peer.memoryFreeMb = message.header.memoryFreeMb;
         this.#handlers.onCredit?.(peer);
         return;
       default:

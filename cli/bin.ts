@@ -6,6 +6,7 @@
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import Dockerode from 'dockerode';
+import { generateCurveKeyPair } from '../bus/index.ts';
 import { ConfigError, loadConfig, redactConfig, type ConfigOverrides } from '../config.ts';
 import { ensureRuntimeImage, startExecutor } from '../executor/index.ts';
 import { startGateway } from '../gateway/index.ts';
@@ -80,14 +81,25 @@ program
 program
   .command('gateway')
   .description('start a gateway (with storage) only; executors connect to its bus endpoint')
-  .option('--port <port>', 'gateway port', port)
-  .action(async (opts: { port?: number }) => {
-    const config = loadConfig({ gateway: { port: opts.port } });
+  .option('--host <host>', 'gateway listen address')
+  .option('--port <port>', 'gateway port (0 picks a free one)', port)
+  .option('--bus <endpoint>', 'bus endpoint the gateway binds (tcp://127.0.0.1:* picks a free port)')
+  .option('--data-dir <dir>', 'where the gateway keeps chDB and the async journal')
+  .option('--clickhouse-url <url>', 'use this ClickHouse server instead of embedded chDB')
+  .option('--ready-json', 'print one machine-readable ready line')
+  .action(async (opts: { host?: string; port?: number; bus?: string; dataDir?: string; clickhouseUrl?: string; readyJson?: boolean }) => {
+    const config = loadConfig({
+      dataDir: opts.dataDir === undefined ? undefined : path.resolve(opts.dataDir),
+      gateway: { host: opts.host, port: opts.port },
+      bus: { bindEndpoint: opts.bus },
+      storage: { clickhouseUrl: opts.clickhouseUrl },
+    });
     const logger = createLogger('gateway', config.logLevel);
     logger.info({ config: redactConfig(config) }, 'configuration');
     const storage = await openStorage({ ...storageOptionsFromConfig(config), logger });
     const gateway = await startGateway(config, storage, logger);
-    process.stdout.write(`skiff gateway at ${gateway.url}, bus ${gateway.busEndpoint}\n`);
+    if (opts.readyJson) process.stdout.write(`ready ${JSON.stringify({ url: gateway.url, bus: gateway.busEndpoint, pid: process.pid })}\n`);
+    else process.stdout.write(`skiff gateway at ${gateway.url}, bus ${gateway.busEndpoint}\n`);
     onSignals(async () => {
       await gateway.close();
       await storage.close();
@@ -112,6 +124,14 @@ program
   .action(async (opts: { force?: boolean }) => {
     const tag = await ensureRuntimeImage(new Dockerode(), { force: opts.force ?? false, onProgress: (line) => process.stdout.write(`skiff: ${line}\n`) });
     process.stdout.write(`${tag}\n`);
+  });
+
+program
+  .command('keygen')
+  .description('make a CURVE key pair for the bus (gateway or executor)')
+  .action(() => {
+    const pair = generateCurveKeyPair();
+    process.stdout.write(`public key: ${pair.publicKey}\nsecret key: ${pair.secretKey}\n`);
   });
 
 program

@@ -1,21 +1,27 @@
 /**
- * Starting and removing function containers through the ContainerDriver: iofs directory, create,
- * attach output, start, watch for exit, wait for the listener; and on removal undo every one of
- * those (client, container, directory). Emits the container events (created, started, ready,
- * killed, crashed, evicted, removed) and attributes output lines to invocations.
+ * Starting and removing containers through the ContainerDriver: iofs directory, create, attach
+ * output, start, watch for exit, wait for the listener (a stem cell: its control socket); a stem
+ * cell specializing (code injected into its iofs directory, one control call); and on removal
+ * undo every one of those (client, container, directory). Emits the container events (created,
+ * started, ready, specialized, killed, crashed, evicted, removed) and attributes output lines to
+ * invocations.
  */
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, rm } from 'node:fs/promises';
+import { performance } from 'node:perf_hooks';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { ContainerEvent, ContainerEventKind } from '../bus/index.ts';
 import { SkiffError } from '../errors.ts';
 import { raceAbort } from './abortable.ts';
 import { ContainerClient } from './container-client.ts';
-import { buildContainerSpec } from './container-spec.ts';
+import { buildContainerSpec, buildStemCellSpec, type StemCellShape } from './container-spec.ts';
 import type { FunctionContainer, RemovalReason } from './container.ts';
-import type { ContainerDriver } from './driver.ts';
-import { waitForListener } from './listener.ts';
+import type { ContainerDriver, ContainerExit } from './driver.ts';
+import type { HardeningSettings } from './hardening.ts';
+import { STEM_FILE, waitForListener } from './listener.ts';
+import type { DeployedFunction } from './registry.ts';
+import { specializeStemCell } from './specialize.ts';
 import { captureOutput, RecentLines, type CapturedLine } from './log-capture.ts';
 import type { ContainerLauncher } from './pool.ts';
 import type { TelemetryBatcher, TelemetryRoute } from './telemetry.ts';
@@ -32,6 +38,9 @@ export interface LifecycleOptions {
   iofsRoot: string;
   startTimeoutMs: number;
   maxLogLineBytes: number;
+  hardening: HardeningSettings;
+  /** What stem cells are started with. */
+  stemCellShape: StemCellShape;
   telemetry: TelemetryBatcher;
   logger: Logger;
   /** Where events of a container that never served a call go (e.g. any connected gateway). */
@@ -45,6 +54,8 @@ export class ContainerLifecycle implements ContainerLauncher {
   /** Containers whose teardown started, so create/start racing a removal can tell. */
   readonly #teardowns = new WeakMap<FunctionContainer, Promise<void>>();
   readonly #creations = new WeakMap<FunctionContainer, Promise<void>>();
+  /** What a container printed last, to explain a failed start or specialization. */
+  readonly #describeExit = new WeakMap<FunctionContainer, (code: number) => string>();
 
   constructor(options: LifecycleOptions) {
     this.#o = options;
@@ -55,10 +66,10 @@ export class ContainerLifecycle implements ContainerLauncher {
       timeMs: Date.now(),
       nodeId: this.#o.nodeId,
       containerId: container.id,
-      function: container.deployed.spec.name,
+      function: container.stemCell ? '' : container.deployed.spec.name,
       version: container.deployed.spec.version,
       kind,
-      detail,
+      detail: container.stemCell && detail === '' ? 'stem cell' : detail,
     };
     this.#o.telemetry.event(container.invocation?.route ?? this.#o.fallbackRoute(), event);
     this.#o.logger.debug({ container: container.shortId, fn: container.key, kind, detail }, 'container event');
@@ -87,12 +98,11 @@ export class ContainerLifecycle implements ContainerLauncher {
       container.iofsDir = path.join(this.#o.iofsRoot, randomBytes(4).toString('hex'));
       await mkdir(container.iofsDir, { recursive: true });
       await chmod(container.iofsDir, IOFS_DIR_MODE);
-      const spec = buildContainerSpec(container.deployed.spec, {
-        nodeId: this.#o.nodeId,
-        iofsDir: container.iofsDir,
-        codeDir: container.deployed.codeDir,
-        runtimeImage: this.#o.runtimeImage,
-      });
+      const place = { nodeId: this.#o.nodeId, iofsDir: container.iofsDir, runtimeImage: this.#o.runtimeImage, hardening: this.#o.hardening };
+      const spec = container.stemCell
+        ? buildStemCellSpec(this.#o.stemCellShape, place)
+        : buildContainerSpec(container.deployed.spec, { ...place, codeDir: container.deployed.codeDir });
+      const createdAt = performance.now();
       // Not abortable: a removal racing the create waits for the id to delete the container.
       const creation = driver.create(spec).then((id) => {
         container.id = id;
@@ -107,22 +117,48 @@ export class ContainerLifecycle implements ContainerLauncher {
         this.#line(container, line);
       });
       await abortable(driver.start(container.id));
+      container.createUs = Math.round((performance.now() - createdAt) * 1000);
       this.#event(container, 'started');
       const exited = driver.waitExit(container.id);
-      exited.then(
-        (code) => this.#o.onExit(container, code),
-        (err: unknown) => {
+      // How it ended is read before anyone removes it (OOMKilled is gone with the container).
+      container.exit = exited.then(
+        (code) => driver.inspectExit(container.id).catch((): ContainerExit => ({ running: false, exitCode: code, oomKilled: false })),
+        (err: unknown): ContainerExit => {
           this.#o.logger.warn({ err, container: container.shortId }, 'lost track of a container');
-          this.#o.onExit(container, -1);
+          return { running: false, exitCode: -1, oomKilled: false };
         },
       );
+      void container.exit.then((exit) => this.#o.onExit(container, exit.exitCode));
       const describeExit = () => {
         const tail = recent.toString();
         return tail === '' ? '' : `; its last output:\n${tail}`;
       };
-      const socketPath = await abortable(waitForListener(container.iofsDir, this.#o.startTimeoutMs, exited, describeExit));
-      container.client = new ContainerClient(socketPath);
+      this.#describeExit.set(container, describeExit);
+      const socketPath = await abortable(
+        waitForListener(container.iofsDir, this.#o.startTimeoutMs, exited, describeExit, container.stemCell ? STEM_FILE : undefined),
+      );
+      if (!container.stemCell) container.client = new ContainerClient(socketPath);
       this.#event(container, 'ready', `${Date.now() - startedAt} ms`);
+    } catch (err) {
+      const error = toStartError(err);
+      await this.destroy(container, { kind: 'crashed', detail: error.message, error });
+      throw error;
+    }
+  }
+
+  /**
+   * Turns a ready stem cell into a container of `deployed` (which the pool already filed it
+   * under): code injected into its iofs directory, one control call, its listener. On failure the
+   * container is removed and the error (FUNCTION_START_FAILED with the load error) thrown.
+   */
+  async specialize(container: FunctionContainer, deployed: DeployedFunction): Promise<void> {
+    const startedAt = performance.now();
+    try {
+      const exited = container.exit?.then((e) => e.exitCode) ?? new Promise<number>(() => {});
+      const describeExit = this.#describeExit.get(container) ?? (() => '');
+      const socketPath = await raceAbort(specializeStemCell(container.iofsDir, deployed, this.#o.startTimeoutMs, exited, describeExit), container.signal);
+      container.client = new ContainerClient(socketPath);
+      this.#event(container, 'specialized', `${deployed.key} in ${(performance.now() - startedAt).toFixed(2)} ms`);
     } catch (err) {
       const error = toStartError(err);
       await this.destroy(container, { kind: 'crashed', detail: error.message, error });

@@ -1,11 +1,14 @@
 /**
- * One function container as the executor tracks it: its state (one enum, counted by the pool),
- * the calls holding a slot in it, its http-stream client, and the invocation its output is
- * attributed to.
+ * One container as the executor tracks it: a function container, or a stem cell (a prewarmed
+ * runtime container with no function yet, which becomes a function container when it
+ * specializes). Its state (one enum, counted by the pool), the calls holding a slot in it, its
+ * http-stream client, and the invocation its output is attributed to.
  */
-import type { StartType } from '../bus/index.ts';
+import type { FunctionSpec, StartType } from '../bus/index.ts';
 import type { SkiffError } from '../errors.ts';
 import type { ContainerClient } from './container-client.ts';
+import type { StemCellShape } from './container-spec.ts';
+import type { ContainerExit } from './driver.ts';
 import type { DeployedFunction } from './registry.ts';
 import type { TelemetryRoute } from './telemetry.ts';
 
@@ -36,13 +39,47 @@ export interface RemovalReason {
 /** A container handed to one invocation. */
 export interface Lease {
   container: FunctionContainer;
-  start: Exclude<StartType, 'stemcell'>;
-  /** Microseconds this call waited for the container to start (0 when warm). */
+  start: StartType;
+  /** Microseconds this call waited for the container to start or specialize (0 when warm). */
   initUs: number;
+  /** Of initUs, microseconds of container create + start (cold starts only). */
+  createUs: number;
+}
+
+/** The pool key of the stem cells of a runtime. */
+export function stemCellKey(runtime: string): string {
+  return `stemcell:${runtime}`;
+}
+
+/** What a stem cell is filed under until it specializes: no function, its shape's limits. */
+export function stemCellPlaceholder(shape: StemCellShape): DeployedFunction {
+  const spec: FunctionSpec = {
+    name: '',
+    namespace: '',
+    version: 0,
+    runtime: shape.runtime,
+    image: '',
+    codeHash: '',
+    handler: '',
+    env: {},
+    limits: { memoryMB: shape.memoryMb, timeoutMs: 1, concurrency: 1, cpus: shape.cpus },
+  };
+  return { key: stemCellKey(shape.runtime), spec, codeDir: '' };
 }
 
 export class FunctionContainer {
-  readonly deployed: DeployedFunction;
+  /** The function it runs; a stem cell's placeholder until it specializes. */
+  deployed: DeployedFunction;
+  /** A stem cell that has not specialized yet. */
+  stemCell: boolean;
+  /** How the current start attempt began: a cold start or a stem cell specializing. */
+  startKind: 'cold' | 'stemcell' = 'cold';
+  /** Microseconds Docker took to create and start it (cold starts). */
+  createUs = 0;
+  /** Memory reserved for it in the node budget. */
+  readonly memoryMb: number;
+  /** Settles with how it ended once the started container exits (set by the lifecycle). */
+  exit: Promise<ContainerExit> | undefined;
   readonly createdAtMs = Date.now();
   /** Docker id, '' until created. */
   id = '';
@@ -66,8 +103,10 @@ export class FunctionContainer {
   removal: Promise<void> | undefined;
   readonly #life = new AbortController();
 
-  constructor(deployed: DeployedFunction) {
+  constructor(deployed: DeployedFunction, options: { stemCell?: boolean } = {}) {
     this.deployed = deployed;
+    this.stemCell = options.stemCell ?? false;
+    this.memoryMb = deployed.spec.limits.memoryMB;
   }
 
   get key(): string {

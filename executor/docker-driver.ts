@@ -6,12 +6,14 @@ import { PassThrough } from 'node:stream';
 import type Dockerode from 'dockerode';
 import { SkiffError } from '../errors.ts';
 import { fromDockerError, isDockerNotFound } from './docker-errors.ts';
-import type { ContainerDriver, ContainerOutput, ContainerSpec } from './driver.ts';
+import type { ContainerDriver, ContainerExit, ContainerOutput, ContainerSpec } from './driver.ts';
 
 /** How long Docker may take to answer a ping before the engine counts as down. */
 const PING_TIMEOUT_MS = 5_000;
 /** Docker's own log of a function container is only a debugging aid: keep it small. */
 const DOCKER_LOG_MAX_SIZE = '1m';
+/** CFS period the CPU quota is expressed in (Docker's default), microseconds. */
+const CPU_PERIOD_US = 100_000;
 
 type CreateOptions = Dockerode.ContainerCreateOptions;
 type HostConfig = NonNullable<CreateOptions['HostConfig']>;
@@ -35,7 +37,8 @@ function withProcess(options: CreateOptions, spec: ContainerSpec): CreateOptions
 }
 
 function withLimits(host: HostConfig, spec: ContainerSpec): HostConfig {
-  return { ...host, Memory: spec.memoryBytes, MemorySwap: spec.memoryBytes, PidsLimit: spec.pidsLimit };
+  const cpu = spec.cpus > 0 ? { CpuPeriod: CPU_PERIOD_US, CpuQuota: Math.round(spec.cpus * CPU_PERIOD_US) } : {};
+  return { ...host, Memory: spec.memoryBytes, MemorySwap: spec.memoryBytes, PidsLimit: spec.pidsLimit, ...cpu };
 }
 
 function withHardening(host: HostConfig, spec: ContainerSpec): HostConfig {
@@ -154,6 +157,15 @@ export class DockerDriver implements ContainerDriver {
       // Removed while we waited: it is gone, which is what the caller waits for.
       if (isDockerNotFound(err)) return -1;
       throw fromDockerError(`wait ${id.slice(0, 12)}`, err);
+    }
+  }
+
+  async inspectExit(id: string): Promise<ContainerExit> {
+    try {
+      const { State } = await this.#docker.getContainer(id).inspect();
+      return { running: State.Running, exitCode: State.ExitCode, oomKilled: State.OOMKilled };
+    } catch (err) {
+      throw fromDockerError(`inspect ${id.slice(0, 12)}`, err);
     }
   }
 

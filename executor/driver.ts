@@ -23,6 +23,8 @@ export interface ContainerSpec {
   /** Memory limit; swap is limited to the same value (no swap). */
   memoryBytes: number;
   pidsLimit: number;
+  /** CPU limit in cores (CFS quota over a 100 ms period); 0: none. */
+  cpus: number;
   /** Size cap of the tmpfs mounted at /tmp (the root filesystem is read-only). */
   tmpfsBytes: number;
   mounts: ContainerMount[];
@@ -39,6 +41,14 @@ export interface ContainerOutput {
   stderr: Readable;
 }
 
+/** How a container ended, as the runtime saw it. */
+export interface ContainerExit {
+  running: boolean;
+  exitCode: number;
+  /** The kernel's OOM killer stopped it (it went past its memory limit). */
+  oomKilled: boolean;
+}
+
 export interface ContainerDriver {
   /** Resolves when the runtime answers. */
   ping(): Promise<void>;
@@ -52,6 +62,8 @@ export interface ContainerDriver {
   start(id: string): Promise<void>;
   /** Resolves with the exit code when the (started) container stops. */
   waitExit(id: string): Promise<number>;
+  /** The container's run state and, once stopped, how it ended. */
+  inspectExit(id: string): Promise<ContainerExit>;
   /** Kills (if running) and removes the container; a container already gone is not an error. */
   remove(id: string): Promise<void>;
 }

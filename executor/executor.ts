@@ -1,11 +1,13 @@
 /**
- * The executor: one BusDealer per gateway, credits, DEPLOY/UNDEPLOY into the registry, and each
- * INVOKE run on a warm (else cold) container, its RESULT sent back on the dealer it came from.
- * Hot path: #invoke; the request and response bodies are passed along as Buffers, never copied.
+ * The executor: one BusDealer per gateway, credits (with idle warm slots per function, ready stem
+ * cells per runtime and free memory), DEPLOY/UNDEPLOY into the registry, and each INVOKE run on a
+ * warm container, else a specialized stem cell, else a cold one (pool.ts), its RESULT sent back
+ * on the dealer it came from. Hot path: #invoke; the request and response bodies are passed along
+ * as Buffers, never copied.
  */
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import { BusDealer, MessageType, type BusMessage, type InvokeHeader, type ResultHeader } from '../bus/index.ts';
+import { BusDealer, MessageType, type BusMessage, type CreditHeader, type InvokeHeader, type ResultHeader } from '../bus/index.ts';
 import type { SkiffConfig } from '../config.ts';
 import { SkiffError, toSkiffError } from '../errors.ts';
 import { linkSignals, raceAbort } from './abortable.ts';
@@ -14,6 +16,9 @@ import { BundleStore } from './bundles.ts';
 import { ContainerLifecycle } from './container-lifecycle.ts';
 import { ContainerState, type FunctionContainer } from './container.ts';
 import type { ContainerDriver } from './driver.ts';
+import type { HardeningSettings } from './hardening.ts';
+import { createKeepAlive } from './keepalive.ts';
+import { MemoryBudget, resolveMemoryBudgetMb } from './memory-budget.ts';
 import type { ExecutorPaths } from './paths.ts';
 import { WarmPool, type StateCounts } from './pool.ts';
 import { FunctionRegistry } from './registry.ts';
@@ -25,6 +30,10 @@ const MAX_REAP_INTERVAL_MS = 5_000;
 const CLOSE_DRAIN_MAX_MS = 30_000;
 /** setTimeout's ceiling (about 24.8 days); a later deadline is cut to it. */
 const MAX_TIMER_MS = 2_147_483_647;
+/** How long a crashed call waits for its container's exit to tell an OOM kill from a crash. */
+const EXIT_EXPLAIN_MAX_MS = 2_000;
+/** Retry-After (seconds) on FUNCTION_QUEUE_FULL. */
+const QUEUE_FULL_RETRY_AFTER_S = 1;
 
 const EXECUTOR_STATE = { RUNNING: 'running', CLOSING: 'closing', CLOSED: 'closed' } as const;
 type ExecutorState = (typeof EXECUTOR_STATE)[keyof typeof EXECUTOR_STATE];
@@ -33,6 +42,7 @@ type ExecutorState = (typeof EXECUTOR_STATE)[keyof typeof EXECUTOR_STATE];
 export interface ExecutorStats {
   inFlight: number;
   containers: Readonly<StateCounts>;
+  memory: { budgetMb: number; usedMb: number };
   /** Log lines/events a full bus queue refused. */
   droppedTelemetry: number;
 }
@@ -70,7 +80,8 @@ export class Executor {
   #state: ExecutorState = EXECUTOR_STATE.RUNNING;
   #inFlight = 0;
   #creditScheduled = false;
-  #lastCredit = -1;
+  #lastCredit = '';
+  readonly #budget: MemoryBudget;
   #reaper: NodeJS.Timeout | undefined;
   #closing: Promise<void> | undefined;
 
@@ -80,19 +91,34 @@ export class Executor {
     this.#config = config;
     this.#logger = logger;
     this.#registry = new FunctionRegistry(new BundleStore(paths.bundles), config.functionDefaults);
+    const ex = config.executor;
+    const hardening: HardeningSettings = { pidsLimit: ex.pidsLimit, tmpfsMb: ex.tmpfsMb, defaultCpus: ex.defaultCpus, functionNetwork: ex.functionNetwork };
+    const stemCellShape = { runtime: 'node20' as const, memoryMb: ex.stemCellMemoryMb, cpus: ex.defaultCpus };
     const lifecycle = new ContainerLifecycle({
       driver,
       nodeId: this.nodeId,
-      runtimeImage: config.executor.runtimeImage,
+      runtimeImage: ex.runtimeImage,
       iofsRoot: paths.iofs,
-      startTimeoutMs: config.executor.startTimeoutMs,
-      maxLogLineBytes: config.executor.maxLogLineBytes,
+      startTimeoutMs: ex.startTimeoutMs,
+      maxLogLineBytes: ex.maxLogLineBytes,
+      hardening,
+      stemCellShape,
       telemetry: this.#telemetry,
       logger,
       fallbackRoute: () => this.#dealers.find((d) => d.connected),
       onExit: (container, code) => this.#onContainerExit(container, code),
     });
-    this.#pool = new WarmPool(lifecycle);
+    this.#budget = new MemoryBudget(resolveMemoryBudgetMb(ex.memoryBudgetMb));
+    this.#pool = new WarmPool({
+      launcher: lifecycle,
+      budget: this.#budget,
+      ...createKeepAlive(ex.keepAlivePolicy, ex.idleTimeoutMs),
+      maxContainersPerFunction: ex.maxContainersPerFunction,
+      maxQueuedPerFunction: ex.maxQueuedPerFunction,
+      stemCells: { min: ex.stemCells, max: ex.maxStemCells, shape: stemCellShape },
+      hardening,
+      onChange: () => this.#scheduleCredit(),
+    });
   }
 
   /** Connects to every gateway and starts the idle reaper. */
@@ -102,16 +128,19 @@ export class Executor {
       const dealer: BusDealer = new BusDealer(
         {
           endpoint,
-          hello: { nodeId: this.nodeId, pid: process.pid, maxInFlight: executor.maxInFlight, startedAtMs: this.#startedAtMs },
+          hello: { nodeId: this.nodeId, zone: executor.zone, pid: process.pid, maxInFlight: executor.maxInFlight, startedAtMs: this.#startedAtMs },
           heartbeatIntervalMs: bus.heartbeatIntervalMs,
           heartbeatMissLimit: bus.heartbeatMissLimit,
           inFlight: () => this.#inFlight,
+          curve: executor.curve.secretKey
+            ? { publicKey: executor.curve.publicKey, secretKey: executor.curve.secretKey, serverPublicKey: executor.curve.gatewayPublicKey }
+            : undefined,
         },
         {
           onMessage: (message) => this.#onMessage(dealer, message),
           onConnected: () => {
             this.#logger.info({ endpoint }, 'connected to gateway');
-            dealer.send(MessageType.CREDIT, { credits: this.#credits() });
+            dealer.send(MessageType.CREDIT, this.#creditHeader());
           },
           onLost: () => this.#logger.warn({ endpoint }, 'gateway stopped answering'),
         },
@@ -120,16 +149,27 @@ export class Executor {
       dealer.start();
     }
     const reapEveryMs = Math.max(1, Math.min(Math.floor(executor.idleTimeoutMs / 2), MAX_REAP_INTERVAL_MS));
-    this.#reaper = setInterval(() => this.#pool.reapIdle(executor.idleTimeoutMs), reapEveryMs);
+    this.#reaper = setInterval(() => this.#pool.reapIdle(), reapEveryMs);
     this.#reaper.unref();
+    this.#pool.start();
   }
 
   stats(): ExecutorStats {
-    return { inFlight: this.#inFlight, containers: this.#pool.counts(), droppedTelemetry: this.#telemetry.dropped };
+    return {
+      inFlight: this.#inFlight,
+      containers: this.#pool.counts(),
+      memory: { budgetMb: this.#budget.totalMb, usedMb: this.#budget.usedMb },
+      droppedTelemetry: this.#telemetry.dropped,
+    };
   }
 
   #credits(): number {
     return this.#state === EXECUTOR_STATE.RUNNING ? Math.max(0, this.#config.executor.maxInFlight - this.#inFlight) : 0;
+  }
+
+  #creditHeader(): CreditHeader {
+    if (this.#state !== EXECUTOR_STATE.RUNNING) return { credits: 0, warm: {}, stemCells: {}, memoryFreeMb: 0 };
+    return { credits: this.#credits(), ...this.#pool.capacity() };
   }
 
   /** Sends the current credit to every gateway, once per turn of the event loop. */
@@ -143,10 +183,11 @@ export class Executor {
   }
 
   #sendCredit(): void {
-    const credits = this.#credits();
-    if (credits === this.#lastCredit) return;
-    this.#lastCredit = credits;
-    for (const dealer of this.#dealers) if (dealer.connected) dealer.send(MessageType.CREDIT, { credits });
+    const header = this.#creditHeader();
+    const fingerprint = JSON.stringify(header);
+    if (fingerprint === this.#lastCredit) return;
+    this.#lastCredit = fingerprint;
+    for (const dealer of this.#dealers) if (dealer.connected) dealer.send(MessageType.CREDIT, header);
   }
 
   #onMessage(dealer: BusDealer, message: BusMessage): void {
@@ -211,6 +252,7 @@ export class Executor {
       header.start = lease.start;
       header.containerId = container.id;
       header.initUs = lease.initUs;
+      if (lease.createUs > 0) header.createUs = lease.createUs;
       header.queueUs = Math.max(0, usBetween(receivedAt, runAt) - lease.initUs);
       const client = container.client;
       if (!client) throw new SkiffError('INTERNAL_ERROR', 'a ready container has no client');
@@ -232,13 +274,16 @@ export class Executor {
       header.headers = response.headers;
       return { header, body: response.body };
     } catch (err) {
-      const error = toSkiffError(err);
+      let error = toSkiffError(err);
       if (runAt > 0) header.runUs = usBetween(runAt, performance.now());
+      if (container && error.code === 'FUNCTION_CRASHED') error = await this.#explainCrash(container, error);
       if (container) this.#afterFailedCall(container, invoke, error);
       header.status = error.statusCode;
       header.errorCode = error.code;
       header.errorMessage = error.message;
       header.headers = { 'content-type': 'application/json' };
+      // The gateway passes it on with the 429 (RESULT headers on errors).
+      if (error.code === 'FUNCTION_QUEUE_FULL') header.headers['retry-after'] = String(QUEUE_FULL_RETRY_AFTER_S);
       // The same JSON body the gateway answers errors with, for gateways that pass it through.
       return { header, body: Buffer.from(JSON.stringify(error.toJSON())) };
     } finally {
@@ -247,7 +292,21 @@ export class Executor {
     }
   }
 
-  /** A timed-out container is killed; one that crashed or spoke garbage is removed. */
+  /** A container that died mid-call because the kernel's OOM killer stopped it: say so. */
+  async #explainCrash(container: FunctionContainer, error: SkiffError): Promise<SkiffError> {
+    if (!container.exit) return error;
+    let timer: NodeJS.Timeout | undefined;
+    const gaveUp = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), EXIT_EXPLAIN_MAX_MS);
+    });
+    const exit = await Promise.race([container.exit, gaveUp]);
+    clearTimeout(timer);
+    if (!exit?.oomKilled) return error;
+    const { name, version, limits } = container.deployed.spec;
+    return new SkiffError('FUNCTION_OUT_OF_MEMORY', `${name}@${version} went past its memory limit (limits.memoryMB ${limits.memoryMB}) and was killed`, { cause: error });
+  }
+
+  /** A timed-out container is killed; one that crashed, ran out of memory or spoke garbage is removed. */
   #afterFailedCall(container: FunctionContainer, invoke: InvokeHeader, error: SkiffError): void {
     if (error.code === 'FUNCTION_TIMEOUT') {
       void this.#pool.remove(container, {
@@ -255,7 +314,7 @@ export class Executor {
         detail: `call ${invoke.id} ran past its deadline`,
         error: new SkiffError('FUNCTION_CRASHED', 'the container was killed: another call on it ran past its deadline'),
       });
-    } else if (error.code === 'FUNCTION_CRASHED' || error.code === 'FUNCTION_BAD_RESPONSE') {
+    } else if (error.code === 'FUNCTION_CRASHED' || error.code === 'FUNCTION_BAD_RESPONSE' || error.code === 'FUNCTION_OUT_OF_MEMORY') {
       void this.#pool.remove(container, { kind: 'crashed', detail: `call ${invoke.id}: ${error.message}`, error });
     }
   }
@@ -286,6 +345,7 @@ export class Executor {
   async #close(): Promise<void> {
     this.#state = EXECUTOR_STATE.CLOSING;
     clearInterval(this.#reaper);
+    this.#pool.close(new SkiffError('EXECUTOR_LOST', 'the executor is shutting down'));
     this.#sendCredit();
     let drainTimer: NodeJS.Timeout | undefined;
     const drained = Promise.allSettled([...this.#invocations]);
@@ -311,6 +371,7 @@ export class Executor {
     if (this.#state === EXECUTOR_STATE.CLOSED) return this.#closing ?? Promise.resolve();
     this.#state = EXECUTOR_STATE.CLOSED;
     clearInterval(this.#reaper);
+    this.#pool.close(new SkiffError('EXECUTOR_LOST', 'the executor was destroyed'));
     this.#telemetry.close();
     const done = (async () => {
       await Promise.all(this.#dealers.map((d) => d.close(err ? `destroyed: ${err.message}` : 'destroyed')));

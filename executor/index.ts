@@ -1,6 +1,9 @@
 /**
- * executor/: runs function invocations in Docker containers for the gateways it connects to.
- * Public surface: startExecutor() and the types it returns; everything else is internal.
+ * executor/: runs function invocations in Docker containers for the gateways it connects to:
+ * warm pools per function (pool.ts), prewarmed stem cells (stemcells.ts, specialize.ts), a node
+ * memory budget (memory-budget.ts), keep-alive policies (keepalive.ts) and hardened containers
+ * (hardening.ts, container-spec.ts). Public surface: startExecutor() and the types it returns,
+ * and the keep-alive policies (the trace simulator in bench/ runs them); the rest is internal.
  */
 import { rm } from 'node:fs/promises';
 import Dockerode from 'dockerode';
@@ -17,6 +20,8 @@ export type { ExecutorStats } from './executor.ts';
 export type { StateCounts } from './pool.ts';
 export { containerEventChannel } from './telemetry.ts';
 export { LABELS as CONTAINER_LABELS } from './container-spec.ts';
+export { createKeepAlive, FixedTtlPolicy, GreedyDualSizeFrequency, HybridHistogramPolicy, LruPriority, OPENWHISK_TTL_MS } from './keepalive.ts';
+export type { EvictionPriority, KeepAliveDecision, KeepAlivePolicy, KeepAlivePolicyName } from './keepalive.ts';
 // The CLI builds the runtime image before it starts executors.
 export { ensureRuntimeImage } from './runtime/index.ts';
 export type { EnsureRuntimeImageOptions } from './runtime/index.ts';

@@ -12,13 +12,15 @@ import { IOFS_TARGET, LISTENER_FILE } from './container-spec.ts';
 
 /** Fallback poll interval while waiting for the listener. */
 const LISTENER_POLL_MS = 50;
+/** A stem cell's control socket, published like the listener (bootstrap.mjs, stem cell mode). */
+export const STEM_FILE = 'stem.sock';
 
 /**
  * The host path of the socket behind <iofsDir>/lsnr.sock. A relative link resolves in the same
  * directory; an absolute one names a path inside the container, which is mapped onto iofsDir.
  */
-export async function resolveListener(iofsDir: string): Promise<string> {
-  const link = path.join(iofsDir, LISTENER_FILE);
+export async function resolveListener(iofsDir: string, file: string = LISTENER_FILE): Promise<string> {
+  const link = path.join(iofsDir, file);
   const stat = await lstat(link);
   if (!stat.isSymbolicLink()) return link;
   const target = await readlink(link);
@@ -27,9 +29,9 @@ export async function resolveListener(iofsDir: string): Promise<string> {
   return path.join(iofsDir, inside.startsWith('..') ? path.basename(target) : inside);
 }
 
-async function listenerExists(iofsDir: string): Promise<boolean> {
+async function listenerExists(iofsDir: string, file: string): Promise<boolean> {
   try {
-    await lstat(path.join(iofsDir, LISTENER_FILE));
+    await lstat(path.join(iofsDir, file));
     return true;
   } catch {
     return false;
@@ -41,7 +43,13 @@ async function listenerExists(iofsDir: string): Promise<boolean> {
  * FUNCTION_START_FAILED when `timeoutMs` passes or `exited` settles first (its value is the exit
  * code; `describeExit` adds what the container printed).
  */
-export function waitForListener(iofsDir: string, timeoutMs: number, exited: Promise<number>, describeExit: (code: number) => string): Promise<string> {
+export function waitForListener(
+  iofsDir: string,
+  timeoutMs: number,
+  exited: Promise<number>,
+  describeExit: (code: number) => string,
+  file: string = LISTENER_FILE,
+): Promise<string> {
   return new Promise<string>((resolve, reject) => {
     let settled = false;
     let checking = false;
@@ -59,7 +67,7 @@ export function waitForListener(iofsDir: string, timeoutMs: number, exited: Prom
       if (settled || checking) return;
       checking = true;
       try {
-        if (await listenerExists(iofsDir)) finish(undefined, await resolveListener(iofsDir));
+        if (await listenerExists(iofsDir, file)) finish(undefined, await resolveListener(iofsDir, file));
       } catch (err) {
         finish(new SkiffError('FUNCTION_START_FAILED', `the container published an unusable listener: ${(err as Error).message}`, { cause: err }));
       } finally {

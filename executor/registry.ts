@@ -40,6 +40,8 @@ export function normalizeSpec(raw: FunctionSpec, defaults: FunctionLimits): Func
   for (const key of ['memoryMB', 'timeoutMs', 'concurrency'] as const) {
     if (!isPositiveInt(limits[key])) throw invalid(`spec.limits.${key} must be a positive integer`);
   }
+  if (limits.cpus !== undefined && !(typeof limits.cpus === 'number' && Number.isFinite(limits.cpus) && limits.cpus > 0)) throw invalid('spec.limits.cpus must be a positive number of cores');
+  if (raw.network !== undefined && typeof raw.network !== 'boolean') throw invalid('spec.network must be true or false');
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(raw.env ?? {})) {
     if (typeof v !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw invalid(`spec.env.${k} must be a string variable with a plain name`);

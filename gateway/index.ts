@@ -7,8 +7,11 @@ import type { us_listen_socket } from 'uWebSockets.js';
 import type { SkiffConfig } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import type { Storage } from '../storage/index.ts';
+import { AsyncDispatcher } from './async/dispatcher.ts';
+import { registerAsyncRoutes } from './async-routes.ts';
 import { Initiator } from './initiator.ts';
 import { FunctionRegistry } from './registry.ts';
+import { startControlChannel } from './cluster.ts';
 import { registerRoutes } from './routes.ts';
 
 export { traceIdOf } from './initiator.ts';
@@ -39,10 +42,13 @@ export async function startGateway(config: SkiffConfig, storage: Storage, logger
   await registry.load();
   const initiator = new Initiator(config, registry, storage, logger);
   const busEndpoint = await initiator.start();
+  const control = await startControlChannel(config, registry, initiator);
 
   const tls = config.gateway.tls;
   const app = tls.certFile ? uws.SSLApp({ cert_file_name: tls.certFile, key_file_name: tls.keyFile }) : uws.App();
-  registerRoutes(app, { config, registry, initiator, storage, logger });
+  const dispatcher = AsyncDispatcher.start({ config, initiator, registry, storage, logger });
+  registerAsyncRoutes(app, { config, dispatcher, logger });
+  registerRoutes(app, { config, registry, initiator, storage, logger, asyncInvocation: (id) => dispatcher.describe(id) });
 
   const listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
     app.listen(config.gateway.host, config.gateway.port, (socket) => {
@@ -64,7 +70,10 @@ export async function startGateway(config: SkiffConfig, storage: Storage, logger
     close() {
       closed ??= (async () => {
         uws.us_listen_socket_close(listenSocket);
+        const dispatcherClosed = dispatcher.close();
         initiator.close();
+        control.close();
+        await dispatcherClosed;
         (app as typeof app & { close(): void }).close();
       })();
       return closed;

@@ -11,6 +11,19 @@ import type { Logger } from '../logger.ts';
 import type { InvocationRecord, Storage } from '../storage/index.ts';
 import type { FunctionDefinition } from './definition.ts';
 import type { FunctionRegistry } from './registry.ts';
+import { choosePlacement, leastLoaded, PlacementState, random, type PlacementCandidate, type PlacementOptions, type PlacementPolicy } from './placement.ts';
+
+/** gateway.placement → policy. */
+const PLACEMENT_POLICIES: Readonly<Record<SkiffConfig['gateway']['placement'], PlacementPolicy>> = {
+  affinity: choosePlacement,
+  random,
+  'least-loaded': leastLoaded,
+};
+
+/** A bus peer as placement sees it. */
+interface PeerCandidate extends PlacementCandidate {
+  readonly peer: ExecutorPeer;
+}
 
 /** What the HTTP layer hands over for one call. */
 export interface InvocationRequest {
@@ -23,6 +36,12 @@ export interface InvocationRequest {
   body: Buffer;
   traceparent: string;
   receivedAtMs: number;
+  /** 'async' for calls the async dispatcher runs; 'sync' when absent. */
+  trigger?: 'sync' | 'async';
+  /** Which delivery of the call this is (async retries); 1 when absent. */
+  attempt?: number;
+  /** When this attempt started (async); its deadline and totalUs run from here, not from receivedAtMs. */
+  startedAtMs?: number;
 }
 
 /** What comes back: the function's answer, or a Skiff error with its code. */
@@ -45,6 +64,13 @@ interface PendingCall {
   readonly resolve: (outcome: InvocationOutcome) => void;
 }
 
+/** A call waiting for executor credit in its function's bounded queue. */
+interface WaitingCall {
+  readonly request: InvocationRequest;
+  readonly timer: NodeJS.Timeout;
+  readonly resolve: (outcome: InvocationOutcome) => void;
+}
+
 /** Extra time past a call's own timeout before the gateway stops waiting for the executor's verdict. */
 const DEADLINE_GRACE_MS = 2_000;
 
@@ -57,19 +83,34 @@ export class Initiator {
   readonly #pending = new Map<string, PendingCall>();
   /** Last executor that ran each function: it likely still holds a warm container for it. */
   readonly #warmAffinity = new Map<string, string>();
+  readonly #placement = new PlacementState();
+  readonly #placementPolicy: PlacementPolicy;
+  readonly #placementOptions: PlacementOptions;
+  /** Calls this gateway has in flight on each executor: its load, for placement. */
+  readonly #inFlightByPeer = new Map<string, number>();
   readonly #peerWaiters = new Set<() => void>();
+  /** Calls waiting for credit, per function, in arrival order (bounded by gateway.maxQueuedPerFunction). */
+  readonly #waiting = new Map<string, WaitingCall[]>();
 
   constructor(config: SkiffConfig, registry: FunctionRegistry, storage: Storage, logger: Logger) {
     this.#config = config;
     this.#registry = registry;
     this.#storage = storage;
     this.#logger = logger;
+    this.#placementPolicy = PLACEMENT_POLICIES[config.gateway.placement];
+    this.#placementOptions = { loadEpsilon: config.gateway.placementLoadEpsilon, callerZone: config.gateway.zone || undefined };
     this.#router = new BusRouter(
-      { bindEndpoint: config.bus.bindEndpoint, heartbeatIntervalMs: config.bus.heartbeatIntervalMs, heartbeatMissLimit: config.bus.heartbeatMissLimit },
+      {
+        bindEndpoint: config.bus.bindEndpoint,
+        heartbeatIntervalMs: config.bus.heartbeatIntervalMs,
+        heartbeatMissLimit: config.bus.heartbeatMissLimit,
+        curve: config.bus.curve.secretKey ? config.bus.curve : undefined,
+      },
       {
         onPeerUp: (peer) => this.#onPeerUp(peer),
         onPeerDown: (peer, reason) => this.#onPeerDown(peer, reason),
         onMessage: (peer, message) => this.#onMessage(peer, message),
+        onCredit: () => this.#drainWaiting(),
       },
     );
   }
@@ -91,6 +132,13 @@ export class Initiator {
     return this.#pending.size;
   }
 
+  /** Calls waiting for executor credit. */
+  get waiting(): number {
+    let total = 0;
+    for (const queue of this.#waiting.values()) total += queue.length;
+    return total;
+  }
+
   /** Tells every executor about a new or updated definition. */
   announceDeploy(def: FunctionDefinition): void {
     for (const peer of this.#router.peers()) this.#router.send(peer.peerId, MessageType.DEPLOY, { spec: def.spec }, def.code);
@@ -109,10 +157,68 @@ export class Initiator {
     } catch (err) {
       return Promise.resolve(this.#fail(request, err as SkiffError, ''));
     }
-    const peer = this.#pickExecutor(def.spec.name);
-    if (!peer) {
+    if (this.#router.peers().length === 0) {
       return Promise.resolve(this.#fail(request, new SkiffError('NO_EXECUTOR', 'no executor is connected to this gateway'), ''));
     }
+    const peer = this.#pickExecutor(def.spec.name);
+    if (!peer) return this.#wait(request);
+    return this.#send(request, def, peer);
+  }
+
+  /** Queues a call until an executor grants credit; 429 QUEUE_FULL when its function's queue is full or the wait is too long. */
+  #wait(request: InvocationRequest): Promise<InvocationOutcome> {
+    const { maxQueuedPerFunction, maxQueueWaitMs } = this.#config.gateway;
+    const queue = this.#waiting.get(request.functionName) ?? [];
+    if (queue.length >= maxQueuedPerFunction) {
+      return Promise.resolve(this.#fail(request, new SkiffError('QUEUE_FULL', `no executor capacity and ${queue.length} calls of "${request.functionName}" are already waiting`), ''));
+    }
+    this.#waiting.set(request.functionName, queue);
+    return new Promise((resolve) => {
+      const call: WaitingCall = {
+        request,
+        resolve,
+        timer: setTimeout(() => {
+          const at = queue.indexOf(call);
+          if (at >= 0) queue.splice(at, 1);
+          resolve(this.#fail(request, new SkiffError('QUEUE_FULL', `no executor capacity within ${maxQueueWaitMs} ms`), ''));
+        }, maxQueueWaitMs),
+      };
+      queue.push(call);
+    });
+  }
+
+  /** Hands waiting calls to executors with credit, one function at a time in turn. */
+  #drainWaiting(): void {
+    let progressed = true;
+    while (progressed && this.#waiting.size > 0) {
+      progressed = false;
+      for (const [name, queue] of this.#waiting) {
+        const call = queue.shift();
+        if (queue.length === 0) this.#waiting.delete(name);
+        if (!call) continue;
+        const peer = this.#pickExecutor(name);
+        if (!peer) {
+          queue.unshift(call);
+          this.#waiting.set(name, queue);
+          return;
+        }
+        clearTimeout(call.timer);
+        let def: FunctionDefinition;
+        try {
+          def = this.#registry.require(name);
+        } catch (err) {
+          call.resolve(this.#fail(call.request, err as SkiffError, ''));
+          progressed = true;
+          continue;
+        }
+        void this.#send(call.request, def, peer).then(call.resolve);
+        progressed = true;
+      }
+    }
+  }
+
+  /** Sends INVOKE to `peer` (which has credit) and resolves with its RESULT or a failure. */
+  #send(request: InvocationRequest, def: FunctionDefinition, peer: ExecutorPeer): Promise<InvocationOutcome> {
     const timeoutMs = def.spec.limits.timeoutMs;
     const header: InvokeHeader = {
       id: request.id,
@@ -121,7 +227,7 @@ export class Initiator {
       path: request.path,
       query: request.query,
       headers: request.headers,
-      deadlineMs: request.receivedAtMs + timeoutMs,
+      deadlineMs: (request.startedAtMs ?? request.receivedAtMs) + timeoutMs,
       traceparent: request.traceparent,
       receivedAtMs: request.receivedAtMs,
     };
@@ -130,6 +236,7 @@ export class Initiator {
         this.#settle(request.id, this.#fail(request, new SkiffError('FUNCTION_TIMEOUT', `no result within ${timeoutMs} ms`), peer.hello.nodeId));
       }, timeoutMs + DEADLINE_GRACE_MS);
       this.#pending.set(request.id, { request, peerId: peer.peerId, nodeId: peer.hello.nodeId, timer, resolve });
+      this.#inFlightByPeer.set(peer.peerId, (this.#inFlightByPeer.get(peer.peerId) ?? 0) + 1);
       peer.credits = Math.max(0, peer.credits - 1);
       if (!this.#router.send(peer.peerId, MessageType.INVOKE, header, request.body)) {
         this.#settle(request.id, this.#fail(request, new SkiffError('NO_EXECUTOR', 'the bus to the executor is full'), peer.hello.nodeId));
@@ -137,33 +244,47 @@ export class Initiator {
     });
   }
 
-  /** Affinity first (warm container likely), then the executor with the most credit. */
+  /** Affinity first (warm container likely), then the executor with the most credit; none without credit. */
+  /**
+   * Placement (gateway/placement.ts, policy from gateway.placement): an executor with an idle
+   * warm container for the function (as it reported, or the one that ran it last from here),
+   * else its home by consistent hashing with bounded load, else the least loaded.
+   */
   #pickExecutor(functionName: string): ExecutorPeer | undefined {
     const affine = this.#warmAffinity.get(functionName);
-    if (affine !== undefined) {
-      const peer = this.#router.peer(affine);
-      if (peer && peer.credits > 0) return peer;
-    }
-    let best: ExecutorPeer | undefined;
+    const candidates: PeerCandidate[] = [];
     for (const peer of this.#router.peers()) {
-      if (!best || peer.credits > best.credits) best = peer;
+      candidates.push({
+        peer,
+        peerId: peer.peerId,
+        nodeId: peer.hello.nodeId,
+        zone: peer.hello.zone || undefined,
+        credits: peer.credits,
+        inFlight: this.#inFlightByPeer.get(peer.peerId) ?? 0,
+        warmFunctions: { has: (fn: string) => (peer.warm[fn] ?? 0) > 0 || (fn === functionName && peer.peerId === affine) },
+      });
     }
-    return best;
+    return this.#placementPolicy(functionName, candidates, this.#placement, this.#placementOptions)?.candidate.peer;
   }
 
   #settle(id: string, outcome: InvocationOutcome): void {
     const call = this.#pending.get(id);
     if (!call) return;
     this.#pending.delete(id);
+    const left = (this.#inFlightByPeer.get(call.peerId) ?? 1) - 1;
+    if (left > 0) this.#inFlightByPeer.set(call.peerId, left);
+    else this.#inFlightByPeer.delete(call.peerId);
     clearTimeout(call.timer);
     call.resolve(outcome);
   }
 
   /** An outcome for a call that failed before or outside the function. */
   #fail(request: InvocationRequest, err: SkiffError, nodeId: string): InvocationOutcome {
+    const headers: Record<string, string> = { 'content-type': 'application/json' };
+    if (err.code === 'QUEUE_FULL') headers['retry-after'] = String(this.#config.gateway.retryAfterSeconds);
     const outcome: InvocationOutcome = {
       status: err.statusCode,
-      headers: { 'content-type': 'application/json' },
+      headers,
       body: Buffer.from(JSON.stringify(err.toJSON())),
       errorCode: err.code,
       errorMessage: err.message,
@@ -193,6 +314,7 @@ export class Initiator {
     const call = this.#pending.get(result.id);
     if (!call) return; // Already settled (gateway-side timeout or executor loss).
     peer.credits++;
+    if (this.#waiting.size > 0) setImmediate(() => this.#drainWaiting());
     if (result.errorCode === '') {
       this.#warmAffinity.set(call.request.functionName, peer.peerId);
       this.#settle(result.id, { status: result.status, headers: result.headers, body, errorCode: '', errorMessage: '', result, executorNodeId: peer.hello.nodeId });
@@ -235,6 +357,18 @@ export class Initiator {
       const err = new SkiffError('EXECUTOR_LOST', `executor ${peer.hello.nodeId} was lost mid-call: ${reason}`);
       this.#settle(id, this.#fail(call.request, err, call.nodeId));
     }
+    if (this.#router.peers().length === 0) this.#failWaiting(new SkiffError('NO_EXECUTOR', 'no executor is connected to this gateway'));
+  }
+
+  #failWaiting(err: SkiffError): void {
+    const queues = [...this.#waiting.values()];
+    this.#waiting.clear();
+    for (const queue of queues) {
+      for (const call of queue) {
+        clearTimeout(call.timer);
+        call.resolve(this.#fail(call.request, err, ''));
+      }
+    }
   }
 
   /** Writes the invocation record (batched by storage); called after the response went out. */
@@ -249,8 +383,8 @@ export class Initiator {
       version: def?.spec.version ?? 0,
       executor: outcome.executorNodeId,
       containerId: result?.containerId ?? '',
-      trigger: 'sync',
-      attempt: 1,
+      trigger: request.trigger ?? 'sync',
+      attempt: request.attempt ?? 1,
       status: statusOf(outcome.errorCode),
       errorCode: outcome.errorCode,
       httpStatus: outcome.status,
@@ -260,7 +394,7 @@ export class Initiator {
       queueUs: result?.queueUs ?? 0,
       initUs: result?.initUs ?? 0,
       runUs: result?.runUs ?? 0,
-      totalUs: Math.max(0, Math.round((finishedAtMs - request.receivedAtMs) * 1000)),
+      totalUs: Math.max(0, Math.round((finishedAtMs - (request.startedAtMs ?? request.receivedAtMs)) * 1000)),
       requestBytes: request.body.length,
       responseBytes: outcome.body.length,
       traceId: traceIdOf(request.traceparent),
@@ -270,6 +404,7 @@ export class Initiator {
 
   /** Fails every pending call and closes the bus socket. */
   close(): void {
+    this.#failWaiting(new SkiffError('NO_EXECUTOR', 'the gateway is shutting down'));
     for (const [id, call] of this.#pending) {
       this.#settle(id, this.#fail(call.request, new SkiffError('NO_EXECUTOR', 'the gateway is shutting down'), call.nodeId));
     }

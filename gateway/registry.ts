@@ -7,8 +7,22 @@ import type { SkiffConfig } from '../config.ts';
 import { SkiffError } from '../errors.ts';
 import { buildDefinition, type DeployRequest, type FunctionDefinition } from './definition.ts';
 
+/** Where a change came from: this gateway's API, or a peer gateway over the control channel. */
+export type ChangeOrigin = 'local' | 'remote';
+
+export interface RegistryListener {
+  onDeployed(definition: FunctionDefinition, origin: ChangeOrigin): void;
+  onRemoved(name: string, origin: ChangeOrigin): void;
+}
+
+/** A registry reload after a miss happens at most this often. */
+const RELOAD_MIN_INTERVAL_MS = 250;
+
 export class FunctionRegistry {
   readonly #storage: Storage;
+  readonly #listeners: RegistryListener[] = [];
+  #lastReloadMs = 0;
+  #reloading: Promise<void> | undefined;
   readonly #config: SkiffConfig;
   readonly #current = new Map<string, FunctionDefinition>();
   /** The highest version ever stored per name, deleted ones included, so versions never repeat. */
@@ -45,6 +59,51 @@ export class FunctionRegistry {
     }
   }
 
+  /**
+   * Reloads from storage after a lookup missed, at most once per RELOAD_MIN_INTERVAL_MS, so an
+   * unknown name cannot turn every call into a query. Functions that appeared are announced.
+   */
+  reloadOnMiss(): Promise<void> {
+    const now = Date.now();
+    if (this.#reloading) return this.#reloading;
+    if (now - this.#lastReloadMs < RELOAD_MIN_INTERVAL_MS) return Promise.resolve();
+    this.#lastReloadMs = now;
+    this.#reloading = (async () => {
+      const before = new Map([...this.#current].map(([name, def]) => [name, def.spec.version]));
+      try {
+        await this.load();
+      } catch {
+        return; // Storage unreachable: the caller answers FUNCTION_NOT_FOUND as before.
+      } finally {
+        this.#reloading = undefined;
+      }
+      for (const def of this.#current.values()) {
+        if (before.get(def.spec.name) !== def.spec.version) for (const listener of this.#listeners) listener.onDeployed(def, 'remote');
+      }
+    })();
+    return this.#reloading;
+  }
+
+  /** Tells `listener` about every deploy and removal from now on. */
+  listen(listener: RegistryListener): void {
+    this.#listeners.push(listener);
+  }
+
+  /** A definition deployed through a peer gateway (already stored by it): newer versions win. */
+  applyRemote(definition: FunctionDefinition): void {
+    const { name, version } = definition.spec;
+    if (version <= (this.#lastVersion.get(name) ?? 0)) return;
+    this.#lastVersion.set(name, version);
+    this.#current.set(name, definition);
+    for (const listener of this.#listeners) listener.onDeployed(definition, 'remote');
+  }
+
+  /** A removal made through a peer gateway. */
+  removeRemote(name: string): void {
+    if (!this.#current.delete(name)) return;
+    for (const listener of this.#listeners) listener.onRemoved(name, 'remote');
+  }
+
   get(name: string): FunctionDefinition | undefined {
     return this.#current.get(name);
   }
@@ -68,6 +127,7 @@ export class FunctionRegistry {
     await this.#storage.saveFunction(toStored(definition, false));
     this.#lastVersion.set(request.name, version);
     this.#current.set(request.name, definition);
+    for (const listener of this.#listeners) listener.onDeployed(definition, 'local');
     return { definition, created };
   }
 
@@ -79,6 +139,7 @@ export class FunctionRegistry {
     await this.#storage.saveFunction(toStored(marker, true));
     this.#lastVersion.set(name, version);
     this.#current.delete(name);
+    for (const listener of this.#listeners) listener.onRemoved(name, 'local');
     return existing;
   }
 }

@@ -11,6 +11,7 @@ import type { Storage } from '../storage/index.ts';
 import { describeDefinition, parseDeployRequest } from './definition.ts';
 import { headerBytes, openRequest, readBody, readHeaders, sendError, sendJson, sendResponse, type RequestContext } from './http.ts';
 import type { Initiator, InvocationRequest } from './initiator.ts';
+import { registerQueryRoutes } from './query-routes.ts';
 import type { FunctionRegistry } from './registry.ts';
 
 export interface RouteDeps {
@@ -19,11 +20,12 @@ export interface RouteDeps {
   initiator: Initiator;
   storage: Storage;
   logger: Logger;
+  /** The async journal's view of an invocation, consulted before storage (gateway/async-routes.ts). */
+  asyncInvocation?: (id: string) => Promise<unknown>;
 }
 
 /** A caller's X-Call-Id is kept when it is a sane token; otherwise Skiff assigns one. */
 const CALL_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
-const INVOCATION_LIST_MAX = 1000;
 
 /** Registers every route on the app. */
 export function registerRoutes(app: TemplatedApp, deps: RouteDeps): void {
@@ -46,37 +48,11 @@ export function registerRoutes(app: TemplatedApp, deps: RouteDeps): void {
     const name = req.getParameter(0) ?? '';
     answer(ctx, deps.logger, async () => {
       const removed = await deps.registry.remove(name);
-      deps.initiator.announceUndeploy(name);
       sendJson(ctx, 200, { deleted: removed.spec.name });
     });
   });
 
-  app.get('/system/invocations', (res, req) => {
-    const ctx = openRequest(res);
-    const params = new URLSearchParams(req.getQuery() ?? '');
-    answer(ctx, deps.logger, async () => {
-      const limitText = params.get('limit');
-      const limit = limitText === null ? undefined : Number(limitText);
-      if (limit !== undefined && (!Number.isInteger(limit) || limit < 1 || limit > INVOCATION_LIST_MAX)) {
-        throw new SkiffError('BAD_REQUEST', `limit must be an integer from 1 to ${INVOCATION_LIST_MAX}`);
-      }
-      const records = await deps.storage.listInvocations({
-        function: params.get('function') ?? undefined,
-        status: params.get('status') ?? undefined,
-        limit,
-      });
-      sendJson(ctx, 200, records);
-    });
-  });
-  app.get('/system/invocations/:id', (res, req) => {
-    const ctx = openRequest(res);
-    const id = req.getParameter(0) ?? '';
-    answer(ctx, deps.logger, async () => {
-      const found = await deps.storage.getInvocation(id);
-      if (!found) throw new SkiffError('INVOCATION_NOT_FOUND', `no invocation with id "${id}"`);
-      sendJson(ctx, 200, { ...found.record, logs: found.logs });
-    });
-  });
+  registerQueryRoutes(app, deps);
 
   app.get('/healthz', (res) => sendJson(openRequest(res), 200, { status: 'ok' }));
   app.get('/readyz', (res) => {
@@ -121,7 +97,6 @@ function handleDeploy(res: HttpResponse, req: HttpRequest, deps: RouteDeps, name
     });
     const request = parseDeployRequest(body, name);
     const { definition, created } = await deps.registry.deploy(request);
-    deps.initiator.announceDeploy(definition);
     sendJson(ctx, created ? 201 : 200, describeDefinition(definition));
   });
 }
@@ -165,6 +140,8 @@ function handleInvoke(res: HttpResponse, req: HttpRequest, deps: RouteDeps): voi
   bodyReady.then(
     async (body) => {
       request.body = body;
+      // A deploy through a peer gateway may not have reached us over PUB/SUB: ask storage.
+      if (!deps.registry.get(functionName)) await deps.registry.reloadOnMiss();
       const outcome = await deps.initiator.invoke(request);
       const headersOut = { ...outcome.headers, ...replyHeaders() };
       sendResponse(ctx, outcome.status, headersOut, outcome.body);

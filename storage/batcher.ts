@@ -1,78 +1,77 @@
 /**
- * Hot path: one batcher per table. push() only appends to an array; batches leave by size
- * (maxBatchRows) or age (flushIntervalMs), one write at a time, retried with backoff. Rows carry
- * a stable deduplication key, so writing a batch twice is harmless.
+ * Hot path: one batcher per table. push() only appends to an array and adds up an estimate of
+ * the rows' encoded size; a batch is sealed when it reaches maxBatchRows or maxBatchBytes, or
+ * when its oldest row is flushIntervalMs old, and handed to the table's writer (which encodes,
+ * inserts, retries and spools it). Nothing here waits on ClickHouse.
  */
 
 export interface BatcherOptions<T> {
-  /** Table name, for errors and logs. */
+  /** Table name, for logs. */
   name: string;
   maxBatchRows: number;
+  /** Estimated encoded bytes at which a batch is sealed. */
+  maxBatchBytes: number;
   flushIntervalMs: number;
-  /** Waits between attempts of a failing batch; attempts = retryDelaysMs.length + 1. */
-  retryDelaysMs: readonly number[];
-  /** Rows kept while writes fail; beyond it the oldest are dropped (and counted). */
-  maxPendingRows: number;
-  write(rows: T[]): Promise<void>;
-  /** Told about every failed attempt; `final` when the batch gave up (its rows are requeued). */
-  onWriteError(err: unknown, info: { table: string; rows: number; attempt: number; final: boolean }): void;
-  /** Told when rows are dropped (pending buffer full, or pushed after close). */
-  onDrop(info: { table: string; rows: number; reason: 'full' | 'closed' }): void;
+  /** Estimated encoded size of one row (cheap: no encoding on the event loop). */
+  sizeOf(row: T): number;
+  /** Takes a sealed batch; resolves when it is durable (written or spooled); never rejects. */
+  submit(rows: T[]): Promise<void>;
+  /** Told when rows are pushed after close (they are dropped and counted). */
+  onDrop(info: { table: string; rows: number; reason: 'closed' }): void;
 }
 
 export interface BatcherStats {
-  recordsWritten: number;
-  batchesWritten: number;
-  retries: number;
-  failedBatches: number;
-  droppedRows: number;
+  /** Rows not yet sealed into a batch. */
   pendingRows: number;
+  droppedRows: number;
 }
 
 type BatcherState = 'open' | 'closing' | 'closed';
 
-const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms).unref());
-
-/** Collects rows of one table and writes them in batches; owned by storage, closed with it. */
+/** Collects rows of one table into batches; owned by storage, closed with it. */
 export class Batcher<T> {
-  readonly #options: BatcherOptions<T>;
+  readonly #o: BatcherOptions<T>;
   #pending: T[] = [];
-  #inFlightRows = 0;
+  #pendingBytes = 0;
   #timer: NodeJS.Timeout | undefined;
-  /** Drains run one after another on this chain. */
-  #chain: Promise<void> = Promise.resolve();
-  #drainQueued = false;
+  /** Sealed batches not yet durable. */
+  readonly #outstanding = new Set<Promise<void>>();
   #state: BatcherState = 'open';
   #closed: Promise<void> | undefined;
-  readonly #stats = { recordsWritten: 0, batchesWritten: 0, retries: 0, failedBatches: 0, droppedRows: 0 };
+  #droppedRows = 0;
 
   constructor(options: BatcherOptions<T>) {
-    this.#options = options;
+    this.#o = options;
   }
 
-  /** Queues rows; never throws. */
+  /** Queues rows; never throws, never waits. */
   push(rows: readonly T[]): void {
     if (rows.length === 0) return;
     if (this.#state !== 'open') {
-      this.#drop(rows.length, 'closed');
+      this.#droppedRows += rows.length;
+      this.#o.onDrop({ table: this.#o.name, rows: rows.length, reason: 'closed' });
       return;
     }
-    for (const row of rows) this.#pending.push(row);
-    this.#trim();
-    if (this.#pending.length >= this.#options.maxBatchRows) this.#queueDrain();
-    else this.#armTimer();
+    const { maxBatchRows, maxBatchBytes, sizeOf } = this.#o;
+    for (const row of rows) {
+      this.#pending.push(row);
+      this.#pendingBytes += sizeOf(row);
+      if (this.#pending.length >= maxBatchRows || this.#pendingBytes >= maxBatchBytes) this.#seal();
+    }
+    if (this.#pending.length > 0) this.#armTimer();
   }
 
-  /** Writes every row pending now; rejects with the last error if a batch failed every attempt. */
-  flush(): Promise<void> {
-    return this.#enqueue();
+  /** Seals what is pending and resolves once every sealed batch is durable (in ClickHouse or the spool). */
+  async flush(): Promise<void> {
+    this.#seal();
+    await Promise.all([...this.#outstanding]);
   }
 
   /** Flushes, then refuses further rows; idempotent. */
   close(): Promise<void> {
     if (this.#closed) return this.#closed;
     this.#state = 'closing';
-    this.#closed = this.#enqueue().finally(() => {
+    this.#closed = this.flush().finally(() => {
       this.#state = 'closed';
       this.#clearTimer();
     });
@@ -80,97 +79,30 @@ export class Batcher<T> {
   }
 
   stats(): BatcherStats {
-    return { ...this.#stats, pendingRows: this.#pending.length + this.#inFlightRows };
+    return { pendingRows: this.#pending.length, droppedRows: this.#droppedRows };
   }
 
-  #enqueue(): Promise<void> {
-    const run = this.#chain.then(() => this.#drain());
-    this.#chain = run.catch(() => undefined);
-    return run;
-  }
-
-  /** A background drain (size or timer): errors were already reported through onWriteError. */
-  #queueDrain(): void {
+  #seal(): void {
     this.#clearTimer();
-    if (this.#drainQueued) return;
-    this.#drainQueued = true;
-    void this.#enqueue().catch(() => undefined);
+    if (this.#pending.length === 0) return;
+    const batch = this.#pending;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    const durable = this.#o.submit(batch).finally(() => this.#outstanding.delete(durable));
+    this.#outstanding.add(durable);
   }
 
   #armTimer(): void {
     if (this.#timer !== undefined || this.#state !== 'open') return;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      this.#queueDrain();
-    }, this.#options.flushIntervalMs);
+      this.#seal();
+    }, this.#o.flushIntervalMs);
     this.#timer.unref();
   }
 
   #clearTimer(): void {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
-  }
-
-  /** Writes the rows pending when it starts, batch by batch; stops at the first batch that gives up. */
-  async #drain(): Promise<void> {
-    this.#drainQueued = false;
-    this.#clearTimer();
-    let budget = this.#pending.length;
-    let failed = false;
-    try {
-      while (budget > 0 && this.#pending.length > 0) {
-        const batch = this.#pending.splice(0, Math.min(this.#options.maxBatchRows, budget));
-        budget -= batch.length;
-        this.#inFlightRows = batch.length;
-        try {
-          await this.#writeWithRetry(batch);
-        } catch (err) {
-          failed = true;
-          this.#pending = batch.concat(this.#pending);
-          this.#trim();
-          throw err;
-        } finally {
-          this.#inFlightRows = 0;
-        }
-      }
-    } finally {
-      // After a failure wait a full interval before trying again, rather than spinning.
-      if (this.#state === 'open' && this.#pending.length > 0) {
-        if (!failed && this.#pending.length >= this.#options.maxBatchRows) this.#queueDrain();
-        else this.#armTimer();
-      }
-    }
-  }
-
-  async #writeWithRetry(batch: T[]): Promise<void> {
-    const { retryDelaysMs, name } = this.#options;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.#options.write(batch);
-        this.#stats.recordsWritten += batch.length;
-        this.#stats.batchesWritten += 1;
-        return;
-      } catch (err) {
-        const final = attempt > retryDelaysMs.length;
-        if (final) this.#stats.failedBatches += 1;
-        this.#options.onWriteError(err, { table: name, rows: batch.length, attempt, final });
-        if (final) throw err;
-        this.#stats.retries += 1;
-        await delay(retryDelaysMs[attempt - 1]);
-      }
-    }
-  }
-
-  /** Keeps the pending buffer bounded by dropping the oldest rows. */
-  #trim(): void {
-    const excess = this.#pending.length - this.#options.maxPendingRows;
-    if (excess <= 0) return;
-    this.#pending.splice(0, excess);
-    this.#drop(excess, 'full');
-  }
-
-  #drop(rows: number, reason: 'full' | 'closed'): void {
-    this.#stats.droppedRows += rows;
-    this.#options.onDrop({ table: this.#options.name, rows, reason });
   }
 }

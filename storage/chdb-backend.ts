@@ -10,7 +10,7 @@ import { SkiffError } from '../errors.ts';
 import type { Backend } from './backend.ts';
 import type { ChdbReply, ChdbTask, ChdbWorkerData } from './chdb-worker.ts';
 import { toStorageError } from './errors.ts';
-import type { RecordOf } from './rows.ts';
+import type { RecordOf, Row } from './rows.ts';
 import type { TableName } from './schema.ts';
 
 /** chDB's engine is a process singleton: one open data path per process. */
@@ -57,6 +57,14 @@ class ChdbBackend implements Backend {
   async insert<T extends TableName>(table: T, records: readonly RecordOf[T][]): Promise<void> {
     const task = { op: 'insert', database: this.#database, table, records } as ChdbTask;
     await this.#run(task, `insert into ${table}`);
+  }
+
+  async insertEncoded(table: TableName, body: Uint8Array, gzip: boolean): Promise<void> {
+    await this.#run({ op: 'insertEncoded', database: this.#database, table, body, gzip }, `insert into ${table}`);
+  }
+
+  async rows(sql: string): Promise<Row[]> {
+    return (await this.#run({ op: 'rows', sql }, 'query')) as Row[];
   }
 
   async select<T extends TableName>(table: T, sql: string): Promise<RecordOf[T][]> {

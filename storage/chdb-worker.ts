@@ -4,6 +4,7 @@
  * keeping that CPU work off the event loop too. Loaded through chdb-worker.mjs (registers tsx).
  */
 import { workerData } from 'node:worker_threads';
+import { gunzipSync } from 'node:zlib';
 import { Session } from 'chdb';
 import { decodeRows, encodeJsonEachRow, parseJsonEachRow, type RecordOf } from './rows.ts';
 import { columnList, qualified, type TableName } from './schema.ts';
@@ -17,7 +18,9 @@ export interface ChdbWorkerData {
 export type ChdbTask =
   | { op: 'command'; sql: string }
   | { [T in TableName]: { op: 'insert'; database: string; table: T; records: readonly RecordOf[T][] } }[TableName]
+  | { op: 'insertEncoded'; database: string; table: TableName; body: Uint8Array; gzip: boolean }
   | { op: 'select'; table: TableName; sql: string }
+  | { op: 'rows'; sql: string }
   | { op: 'close' };
 
 /** Errors cross the thread as data: structured clone would drop their code. */
@@ -41,6 +44,14 @@ function run(task: ChdbTask): unknown[] {
       open().query(head + encodeJsonEachRow(task.table, task.records), 'TSV');
       return [];
     }
+    case 'insertEncoded': {
+      const head = `INSERT INTO ${qualified(task.database, task.table)} (${columnList(task.table)}) FORMAT JSONEachRow\n`;
+      const body = task.gzip ? gunzipSync(task.body) : Buffer.from(task.body.buffer, task.body.byteOffset, task.body.byteLength);
+      open().query(head + body.toString('utf8'), 'TSV');
+      return [];
+    }
+    case 'rows':
+      return parseJsonEachRow(open().query(task.sql, 'JSONEachRow'));
     case 'select':
       return decodeRows(task.table, parseJsonEachRow(open().query(task.sql, 'JSONEachRow')));
     case 'close':

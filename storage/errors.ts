@@ -20,10 +20,36 @@ const CLICKHOUSE_ERRORS_MAP: Readonly<Record<string, string>> = {
   '252': 'too many parts: ClickHouse cannot merge as fast as inserts arrive',
 };
 
+/**
+ * ClickHouse codes that mean "this data can never be inserted" (a poison batch): parse and type
+ * errors. Everything else — network errors, overload, a missing table — is worth retrying, so an
+ * unknown error spools rather than dead-letters: a batch is never given up on by guesswork.
+ */
+const POISON_CODES: ReadonlySet<string> = new Set([
+  '6', // CANNOT_PARSE_TEXT
+  '16', // NO_SUCH_COLUMN_IN_TABLE
+  '26', // CANNOT_PARSE_QUOTED_STRING
+  '27', // CANNOT_PARSE_INPUT_ASSERTION_FAILED
+  '32', // ATTEMPT_TO_READ_AFTER_EOF
+  '38', // CANNOT_PARSE_DATE
+  '41', // CANNOT_PARSE_DATETIME
+  '53', // TYPE_MISMATCH
+  '69', // ARGUMENT_OUT_OF_BOUND
+  '70', // CANNOT_CONVERT_TYPE
+  '72', // CANNOT_PARSE_NUMBER
+  '117', // INCORRECT_DATA
+  '131', // TOO_LARGE_STRING_SIZE
+]);
+
+/** True when `err` (a backend error, wrapped or not) says the batch's data is bad: retrying cannot help. */
+export function isPoisonError(err: unknown): boolean {
+  return POISON_CODES.has(errorCode(err instanceof SkiffError && err.cause !== undefined ? err.cause : err));
+}
+
 function errorCode(err: unknown): string {
   if (typeof err !== 'object' || err === null) return '';
   const { code, clickhouseCode } = err as { code?: unknown; clickhouseCode?: unknown };
-  if (clickhouseCode !== undefined && clickhouseCode !== null) return String(clickhouseCode);
+  if (clickhouseCode !== undefined && clickhouseCode !== null && clickhouseCode !== '') return String(clickhouseCode);
   if (typeof code === 'string' || typeof code === 'number') return String(code);
   const match = /Code: (\d+)/.exec(err instanceof Error ? err.message : '');
   return match ? match[1] : '';

@@ -3,13 +3,19 @@
  * This is the component's only public surface.
  */
 export { openStorage, storageOptionsFromConfig } from './storage.ts';
+export { DEAD_LETTER_FILE, type DeadLetter } from './spool.ts';
+export { MAX_STORED_LOG_LINE_CHARS } from './rows.ts';
 export type {
   ContainerEventQuery,
+  FunctionStats,
+  InvocationPage,
   InvocationQuery,
   InvocationRecord,
   LogRow,
+  Percentiles,
   Storage,
   StorageOptions,
   StorageStats,
   StoredFunction,
+  TableStats,
 } from './types.ts';

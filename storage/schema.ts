@@ -16,8 +16,16 @@ interface TableSpec {
 /** Monthly partitions from an epoch-ms column (18.16 needs no DateTime column for this). */
 const monthOf = (msColumn: string): string => `toYYYYMM(toDateTime(intDiv(${msColumn}, 1000)))`;
 
-// ReplacingMergeTree keyed by each row's id collapses a retried batch on merge, but merges are late
-// and per partition, so reads dedup with LIMIT 1 BY id: it picks the newest version by an explicit order.
+/*
+ * Why ReplacingMergeTree plus query-time dedup: a batch that timed out may still have landed, and a
+ * spooled batch may be replayed after a partial success, so the same row can arrive twice. Server
+ * 18.16 deduplicates inserts only on Replicated tables (insert_deduplication_token and the
+ * non-replicated window came in 20.x/22.x), so the batch id cannot do it server-side. Instead every
+ * row has an identity — (id, attempt) for invocations, line_id for logs, event_id for events — that
+ * is the table's sorting key, so merges collapse duplicates eventually; merges are late and per
+ * partition, so every read also dedups with LIMIT 1 BY on that identity. FINAL would do the same
+ * but runs single-threaded on 18.16.
+ */
 export const TABLES = {
   invocations: {
     columns: [
@@ -34,6 +42,8 @@ export const TABLES = {
       ['http_status', 'UInt16'],
       ['start', 'String'],
       ['received_at_ms', 'UInt64'],
+      ['queued_at_ms', 'UInt64'],
+      ['started_at_ms', 'UInt64'],
       ['finished_at_ms', 'UInt64'],
       ['queue_us', 'UInt64'],
       ['init_us', 'UInt64'],
@@ -45,7 +55,8 @@ export const TABLES = {
     ],
     engine: 'ReplacingMergeTree(finished_at_ms)',
     partitionBy: monthOf('received_at_ms'),
-    orderBy: '(`function`, id)',
+    // By function and time for lists and stats; (id, attempt) last makes it the row's identity.
+    orderBy: '(`function`, received_at_ms, id, attempt)',
   },
   logs: {
     columns: [
@@ -142,19 +153,53 @@ export function createTableSql(database: string, table: TableName): string {
   return `CREATE TABLE IF NOT EXISTS ${qualified(database, table)}\n(\n${columns}\n)\nENGINE = ${spec.engine}${partition}\nORDER BY ${spec.orderBy}`;
 }
 
+/** What a migration step may ask of the database (a subset of Backend, so schema.ts stays pure). */
+export interface MigrationContext {
+  command(sql: string): Promise<void>;
+  /** True when `database`.`table` exists. */
+  tableExists(table: string): Promise<boolean>;
+  /** Column names of `database`.`table` ([] when it does not exist). */
+  columnsOf(table: string): Promise<string[]>;
+}
+
 /** One schema version: applied once, then recorded in schema_migrations. */
 export interface Migration {
   readonly version: number;
   readonly name: string;
-  /** Statements to run in order; each must be idempotent (a crash may stop between them). */
-  statements(database: string): string[];
+  /** Runs the migration; it must be idempotent (a crash may stop it anywhere, and it runs again). */
+  apply(database: string, ctx: MigrationContext): Promise<void>;
 }
+
+/** Version 1's invocations table (ordered by function and id; no queued/started timestamps). */
+const INVOCATIONS_V1_OLD = 'invocations_v1_old';
+/** Columns v2 added to invocations, with the value they take for rows written by v1. */
+const INVOCATIONS_V2_FILL: Readonly<Record<string, string>> = { queued_at_ms: 'received_at_ms', started_at_ms: 'received_at_ms' };
 
 /** Applied in version order; schema_migrations itself is created before any of them. */
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
     name: 'create invocations, logs, container_events, functions',
-    statements: (db) => (['invocations', 'logs', 'container_events', 'functions'] as const).map((t) => createTableSql(db, t)),
+    async apply(db, ctx) {
+      // A fresh database gets the current shape at once; v2 then finds nothing to convert.
+      for (const t of ['invocations', 'logs', 'container_events', 'functions'] as const) await ctx.command(createTableSql(db, t));
+    },
+  },
+  {
+    version: 2,
+    name: 'invocations ordered by function and time, identity (id, attempt), queued/started timestamps',
+    async apply(db, ctx) {
+      // Sorting keys cannot be altered on 18.16: rename the v1 table aside, create v2, copy, drop.
+      // Each step is guarded, and a repeated copy only adds duplicates that reads dedup anyway.
+      const current = await ctx.columnsOf('invocations');
+      if (current.length > 0 && !current.includes('started_at_ms')) {
+        await ctx.command(`RENAME TABLE \`${db}\`.\`invocations\` TO \`${db}\`.\`${INVOCATIONS_V1_OLD}\``);
+      }
+      await ctx.command(createTableSql(db, 'invocations'));
+      if (!(await ctx.tableExists(INVOCATIONS_V1_OLD))) return;
+      const select = columnNames('invocations').map((c) => `\`${INVOCATIONS_V2_FILL[c] ?? c}\``).join(', ');
+      await ctx.command(`INSERT INTO ${qualified(db, 'invocations')} (${columnList('invocations')}) SELECT ${select} FROM \`${db}\`.\`${INVOCATIONS_V1_OLD}\``);
+      await ctx.command(`DROP TABLE IF EXISTS \`${db}\`.\`${INVOCATIONS_V1_OLD}\``);
+    },
   },
 ];

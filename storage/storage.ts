@@ -1,6 +1,8 @@
 /**
- * ClickHouseStorage: batchers for what happened (invocations, logs, container events), direct
- * writes for the function registry, and the queries the gateway answers from. Backend-agnostic.
+ * ClickHouseStorage: a batcher and a writer per table for what happened (invocations, logs,
+ * container events), direct writes for the function registry, and the queries the gateway
+ * answers from. Backend-agnostic. Records flow push → batcher (seal by rows, bytes, time) →
+ * writer (encode in a worker, insert with retries, spool on outage, replay oldest first).
  */
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -10,9 +12,13 @@ import type { SkiffConfig } from '../config.ts';
 import type { Backend } from './backend.ts';
 import { Batcher } from './batcher.ts';
 import { openChdbBackend } from './chdb-backend.ts';
+import { Encoder } from './encoder.ts';
 import { toStorageError } from './errors.ts';
 import { migrate } from './migrate.ts';
 import {
+  clampLimit,
+  encodeCursor,
+  functionStatsSql,
   getInvocationSql,
   invocationLogsSql,
   latestFunctionsSql,
@@ -20,53 +26,106 @@ import {
   listInvocationsSql,
   writeProbeSql,
 } from './queries.ts';
-import type { StoredContainerEvent, StoredLogLine } from './rows.ts';
+import type { RecordOf, Row, StoredContainerEvent, StoredLogLine } from './rows.ts';
+import type { TableName } from './schema.ts';
 import { openServerBackend } from './server-backend.ts';
+import { Spool } from './spool.ts';
 import type {
   ContainerEventQuery,
+  FunctionStats,
+  InvocationPage,
   InvocationQuery,
   InvocationRecord,
   LogRow,
+  Percentiles,
   Storage,
   StorageOptions,
   StorageStats,
   StoredFunction,
+  TableStats,
 } from './types.ts';
+import { TableWriter } from './writer.ts';
 
-/** Waits between the attempts of a failing batch (4 attempts, ~3 s in all). */
+/** Waits between the insert attempts of a live batch (4 attempts, ~3 s in all), then it is spooled. */
 const DEFAULT_RETRY_DELAYS_MS = [100, 500, 2500] as const;
-/** Batches' worth of rows kept per table while ClickHouse is failing. */
-const MAX_PENDING_BATCHES = 10;
+/** The spool replay backs off up to this while ClickHouse stays down. */
+const DEFAULT_REPLAY_MAX_DELAY_MS = 5000;
+/** Inserts per table in flight at once: one encodes while another is on the wire. */
+const WRITER_CONCURRENCY = 2;
+/** Size estimates per row (bytes of JSON besides the variable strings), for maxBatchBytes. */
+const ROW_OVERHEAD_BYTES = { invocations: 480, logs: 200, container_events: 220 } as const;
+
+type BatchedTable = 'invocations' | 'logs' | 'container_events';
+const BATCHED_TABLES: readonly BatchedTable[] = ['invocations', 'logs', 'container_events'];
+
+interface Lane<T> {
+  batcher: Batcher<T>;
+  writer: TableWriter;
+}
 
 class ClickHouseStorage implements Storage {
   readonly #backend: Backend;
   readonly #database: string;
   readonly #logger: Logger;
-  readonly #invocations: Batcher<InvocationRecord>;
-  readonly #logs: Batcher<StoredLogLine>;
-  readonly #events: Batcher<StoredContainerEvent>;
+  readonly #encoder: Encoder;
+  readonly #spool: Spool;
+  readonly #invocations: Lane<InvocationRecord>;
+  readonly #logs: Lane<StoredLogLine>;
+  readonly #events: Lane<StoredContainerEvent>;
   /** Prefix of this process's log-line and event ids: ids stay unique across gateways and restarts. */
   readonly #writerId = randomBytes(6).toString('hex');
   #seq = 0;
+  #spoolDropped = 0;
   #migrating: Promise<void> | undefined;
   #closed: Promise<void> | undefined;
 
-  constructor(backend: Backend, options: StorageOptions, logger: Logger) {
+  constructor(backend: Backend, options: StorageOptions, logger: Logger, encoder: Encoder, spool: Spool) {
     this.#backend = backend;
     this.#database = options.database;
     this.#logger = logger;
-    const common = {
-      maxBatchRows: options.maxBatchRows,
-      flushIntervalMs: options.flushIntervalMs,
-      retryDelaysMs: options.retryDelaysMs ?? DEFAULT_RETRY_DELAYS_MS,
-      maxPendingRows: options.maxBatchRows * MAX_PENDING_BATCHES,
-      onWriteError: (err: unknown, info: { table: string; rows: number; attempt: number; final: boolean }) =>
-        logger.warn({ err, ...info }, info.final ? 'storage batch failed every attempt; rows kept for the next flush' : 'storage batch write failed; retrying'),
-      onDrop: (info: { table: string; rows: number; reason: 'full' | 'closed' }) => logger.error(info, 'storage dropped rows'),
+    this.#encoder = encoder;
+    this.#spool = spool;
+    const lane = <T>(table: BatchedTable, sizeOf: (row: T) => number): Lane<T> => {
+      const writer = new TableWriter({
+        table,
+        backend,
+        encoder,
+        spool,
+        logger,
+        retryDelaysMs: options.retryDelaysMs ?? DEFAULT_RETRY_DELAYS_MS,
+        replayMaxDelayMs: options.replayMaxDelayMs ?? DEFAULT_REPLAY_MAX_DELAY_MS,
+        maxQueuedBatches: options.maxQueuedBatches,
+        concurrency: WRITER_CONCURRENCY,
+        compressInserts: options.backend === 'server' && !isLoopback(options.clickhouseUrl),
+      });
+      const batcher = new Batcher<T>({
+        name: table,
+        maxBatchRows: options.maxBatchRows,
+        maxBatchBytes: options.maxBatchBytes,
+        flushIntervalMs: options.flushIntervalMs,
+        sizeOf,
+        submit: (rows) => writer.submit(rows as unknown as RecordOf[TableName][]),
+        onDrop: (info) => logger.error(info, 'storage dropped rows'),
+      });
+      return { batcher, writer };
     };
-    this.#invocations = new Batcher({ ...common, name: 'invocations', write: (rows) => backend.insert('invocations', rows) });
-    this.#logs = new Batcher({ ...common, name: 'logs', write: (rows) => backend.insert('logs', rows) });
-    this.#events = new Batcher({ ...common, name: 'container_events', write: (rows) => backend.insert('container_events', rows) });
+    this.#invocations = lane<InvocationRecord>('invocations', (r) => ROW_OVERHEAD_BYTES.invocations + r.id.length + r.function.length + r.traceId.length);
+    this.#logs = lane<StoredLogLine>('logs', (r) => ROW_OVERHEAD_BYTES.logs + r.line.length + r.invocationId.length + r.function.length);
+    this.#events = lane<StoredContainerEvent>('container_events', (r) => ROW_OVERHEAD_BYTES.container_events + r.detail.length);
+  }
+
+  /** Counts rows the spool deleted to stay within its bound. */
+  countSpoolDrop(rows: number): void {
+    this.#spoolDropped += rows;
+  }
+
+  /** Starts replaying batches earlier runs left in the spool. */
+  startReplay(): void {
+    for (const lane of this.#lanes()) lane.writer.replay();
+  }
+
+  #lanes(): [Lane<InvocationRecord>, Lane<StoredLogLine>, Lane<StoredContainerEvent>] {
+    return [this.#invocations, this.#logs, this.#events];
   }
 
   migrate(): Promise<void> {
@@ -77,7 +136,7 @@ class ClickHouseStorage implements Storage {
 
   recordInvocation(rec: InvocationRecord): void {
     try {
-      this.#invocations.push([rec]);
+      this.#invocations.batcher.push([rec]);
     } catch (err) {
       this.#logger.error({ err }, 'storage could not queue an invocation record');
     }
@@ -85,7 +144,7 @@ class ClickHouseStorage implements Storage {
 
   recordLogs(lines: LogLine[]): void {
     try {
-      this.#logs.push(lines.map((line) => ({ ...line, ...this.#nextId() }) satisfies StoredLogLine));
+      this.#logs.batcher.push(lines.map((line) => ({ ...line, ...this.#nextId() }) satisfies StoredLogLine));
     } catch (err) {
       this.#logger.error({ err }, 'storage could not queue log lines');
     }
@@ -93,7 +152,7 @@ class ClickHouseStorage implements Storage {
 
   recordContainerEvents(events: ContainerEvent[]): void {
     try {
-      this.#events.push(events.map((event) => ({ ...event, eventId: this.#nextId().lineId }) satisfies StoredContainerEvent));
+      this.#events.batcher.push(events.map((event) => ({ ...event, eventId: this.#nextId().lineId }) satisfies StoredContainerEvent));
     } catch (err) {
       this.#logger.error({ err }, 'storage could not queue container events');
     }
@@ -112,8 +171,43 @@ class ClickHouseStorage implements Storage {
     return this.#backend.select('functions', latestFunctionsSql(this.#database));
   }
 
-  listInvocations(q: InvocationQuery = {}): Promise<InvocationRecord[]> {
-    return this.#backend.select('invocations', listInvocationsSql(this.#database, q));
+  async listInvocations(q: InvocationQuery = {}): Promise<InvocationPage> {
+    const limit = clampLimit(q.limit);
+    const rows = await this.#backend.select('invocations', listInvocationsSql(this.#database, q));
+    const records = rows.slice(0, limit);
+    return { records, nextCursor: rows.length > limit ? encodeCursor(records[records.length - 1]) : null };
+  }
+
+  async functionStats(fn: string, sinceMs: number, untilMs: number = Date.now() + 1): Promise<FunctionStats> {
+    const [row = {}] = await this.#backend.rows(functionStatsSql(this.#database, fn, sinceMs, untilMs));
+    const num = (key: string): number => Number(row[key] ?? 0) || 0;
+    const percentiles = (key: string): Percentiles => {
+      const value = (row as Record<string, unknown>)[key];
+      const [p50 = 0, p95 = 0, p99 = 0] = Array.isArray(value) ? value.map((v) => Number(v) || 0) : [];
+      return { p50, p95, p99 };
+    };
+    const count = num('count');
+    const rate = (n: number): number => (count === 0 ? 0 : n / count);
+    const statuses = { ok: num('ok'), error: num('error'), timeout: num('timeout'), rejected: num('rejected') };
+    return {
+      function: fn,
+      sinceMs,
+      untilMs,
+      count,
+      statuses,
+      errorRate: rate(statuses.error + statuses.timeout),
+      coldStarts: num('cold'),
+      coldStartRate: rate(num('cold')),
+      totalUs: count === 0 ? { p50: 0, p95: 0, p99: 0 } : percentiles('total_us'),
+      runUs: count === 0 ? { p50: 0, p95: 0, p99: 0 } : percentiles('run_us'),
+      requestBytes: num('request_bytes'),
+      responseBytes: num('response_bytes'),
+    };
+  }
+
+  /** Any SELECT, for tests and operators' tools: rows as ClickHouse sent them. */
+  query(sql: string): Promise<Row[]> {
+    return this.#backend.rows(sql);
   }
 
   async getInvocation(id: string): Promise<{ record: InvocationRecord; logs: LogRow[] } | null> {
@@ -138,7 +232,13 @@ class ClickHouseStorage implements Storage {
   }
 
   async flush(): Promise<void> {
-    await settleAll([this.#invocations.flush(), this.#logs.flush(), this.#events.flush()], 'flush');
+    await Promise.all(this.#lanes().map((lane) => lane.batcher.flush()));
+  }
+
+  async drain(): Promise<void> {
+    if (this.#closed) throw toStorageError(new Error('storage is closed'), 'drain');
+    await this.flush();
+    await Promise.all(this.#lanes().map((lane) => lane.writer.whenIdle()));
   }
 
   async checkWritable(): Promise<void> {
@@ -146,27 +246,59 @@ class ClickHouseStorage implements Storage {
   }
 
   stats(): StorageStats {
-    const all = [this.#invocations.stats(), this.#logs.stats(), this.#events.stats()];
-    const sum = (key: keyof StorageStats): number => all.reduce((total, s) => total + s[key], 0);
+    const tables = {} as Record<BatchedTable, TableStats>;
+    for (const [i, lane] of this.#lanes().entries()) {
+      const table = BATCHED_TABLES[i];
+      const w = lane.writer.stats();
+      const b = lane.batcher.stats();
+      const spooledRows = this.#spool.rows(table);
+      tables[table] = {
+        recordsWritten: w.recordsWritten,
+        batchesWritten: w.batchesWritten,
+        retries: w.retries,
+        batchesSpooled: w.batchesSpooled,
+        batchesReplayed: w.batchesReplayed,
+        deadLetteredRows: w.deadLetteredRows,
+        droppedRows: w.droppedRows + b.droppedRows,
+        pendingRows: b.pendingRows,
+        queuedBatches: w.queuedBatches,
+        spooledBatches: this.#spool.count(table),
+        spooledRows,
+      };
+    }
+    const all = Object.values(tables);
+    const sum = (key: keyof TableStats): number => all.reduce((total, t) => total + t[key], 0);
     return {
       recordsWritten: sum('recordsWritten'),
       batchesWritten: sum('batchesWritten'),
       retries: sum('retries'),
-      failedBatches: sum('failedBatches'),
-      droppedRows: sum('droppedRows'),
+      batchesSpooled: sum('batchesSpooled'),
+      batchesReplayed: sum('batchesReplayed'),
+      deadLetteredRows: sum('deadLetteredRows'),
+      droppedRows: sum('droppedRows') + this.#spoolDropped,
       pendingRows: sum('pendingRows'),
+      queuedBatches: sum('queuedBatches'),
+      spooledBatches: sum('spooledBatches'),
+      spooledRows: sum('spooledRows'),
+      spooledBytes: this.#spool.bytes,
+      spoolDir: this.#spool.dir,
+      tables,
     };
   }
 
-  /** Rejects (after releasing the backend) when pending rows could not be written: they are lost. */
+  /**
+   * Seals and writes (or spools) everything pending, then releases the encoder and the backend;
+   * idempotent. Batches still in the spool stay there for the next open.
+   */
   close(): Promise<void> {
     this.#closed ??= (async () => {
       try {
-        await settleAll([this.#invocations.close(), this.#logs.close(), this.#events.close()], 'close');
-      } catch (err) {
-        this.#logger.error({ err, lostRows: this.stats().pendingRows }, 'storage closed with unwritten rows');
-        throw err;
+        await Promise.all(this.#lanes().map((lane) => lane.batcher.close()));
+        await Promise.all(this.#lanes().map((lane) => lane.writer.close()));
+        const left = this.#spool.count();
+        if (left > 0) this.#logger.warn({ spooledBatches: left, spoolDir: this.#spool.dir }, 'storage closed with batches in the spool; they replay at the next start');
       } finally {
+        await this.#encoder.close().catch((err: unknown) => this.#logger.warn({ err }, 'storage encoder did not close cleanly'));
         await this.#backend.close().catch((err: unknown) => this.#logger.warn({ err }, 'storage backend did not close cleanly'));
       }
     })();
@@ -174,10 +306,13 @@ class ClickHouseStorage implements Storage {
   }
 }
 
-/** Waits for every promise; then throws the first failure as STORAGE_UNAVAILABLE. */
-async function settleAll(promises: Promise<void>[], operation: string): Promise<void> {
-  const failed = (await Promise.allSettled(promises)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw toStorageError(failed.reason, operation);
+/**
+ * gzip costs more CPU (here and in ClickHouse) than it saves on a loopback connection; across a
+ * network it pays. Spooled batches are compressed either way.
+ */
+function isLoopback(url: string): boolean {
+  const host = new URL(url).hostname;
+  return host === 'localhost' || host === '[::1]' || host === '::1' || /^127\./.test(host);
 }
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -187,6 +322,10 @@ function validate(options: StorageOptions): void {
   if (!IDENTIFIER.test(options.database)) throw new TypeError('storage.database must be a plain identifier');
   if (!Number.isInteger(options.maxBatchRows) || options.maxBatchRows <= 0) throw new TypeError('storage.maxBatchRows must be a positive integer');
   if (!Number.isInteger(options.flushIntervalMs) || options.flushIntervalMs <= 0) throw new TypeError('storage.flushIntervalMs must be a positive integer');
+  if (!Number.isInteger(options.maxBatchBytes) || options.maxBatchBytes <= 0) throw new TypeError('storage.maxBatchBytes must be a positive integer');
+  if (!Number.isInteger(options.maxQueuedBatches) || options.maxQueuedBatches <= 0) throw new TypeError('storage.maxQueuedBatches must be a positive integer');
+  if (!Number.isInteger(options.spoolMaxBytes) || options.spoolMaxBytes <= 0) throw new TypeError('storage.spoolMaxBytes must be a positive integer');
+  if (options.spoolDir === '') throw new TypeError('storage spoolDir must be a directory path');
   if (options.backend === 'server' && !/^https?:\/\//.test(options.clickhouseUrl)) throw new TypeError('storage.clickhouseUrl must be an http(s) URL for the server backend');
   if (options.backend === 'chdb' && options.dataDir === '') throw new TypeError('storage dataDir must be a directory path for the chdb backend');
 }
@@ -198,20 +337,29 @@ function validate(options: StorageOptions): void {
 export async function openStorage(options: StorageOptions): Promise<Storage> {
   validate(options);
   const logger = (options.logger ?? pino({ level: 'silent' })).child({ component: 'storage', backend: options.backend });
+  let storage: ClickHouseStorage | undefined;
+  const spool = await Spool.open(options.spoolDir, options.spoolMaxBytes, (entry) => {
+    logger.error({ table: entry.table, batchId: entry.batchId, rows: entry.rows, spoolMaxBytes: options.spoolMaxBytes }, 'storage spool is full: dropped its oldest batch');
+    storage?.countSpoolDrop(entry.rows);
+  });
   const backend = options.backend === 'chdb' ? await openChdbBackend(options.dataDir, options.database) : openServerBackend(options.clickhouseUrl, options.database);
-  const storage = new ClickHouseStorage(backend, options, logger);
+  const encoder = new Encoder();
+  storage = new ClickHouseStorage(backend, options, logger, encoder, spool);
   try {
     await storage.migrate();
   } catch (err) {
+    await encoder.close().catch(() => undefined);
     await backend.close().catch(() => undefined);
     throw toStorageError(err, 'migration');
   }
+  if (spool.count() > 0) logger.warn({ spooledBatches: spool.count(), spooledBytes: spool.bytes, spoolDir: spool.dir }, 'storage replays batches left in the spool');
+  storage.startReplay();
   return storage;
 }
 
 /** Storage options from Skiff's config: a ClickHouse server when storage.clickhouseUrl is set, else chDB under dataDir/chdb. */
 export function storageOptionsFromConfig(config: SkiffConfig): StorageOptions {
-  const { clickhouseUrl, database, flushIntervalMs, maxBatchRows } = config.storage;
+  const { clickhouseUrl, database, flushIntervalMs, maxBatchRows, maxBatchBytes, maxQueuedBatches, spoolMaxBytes } = config.storage;
   return {
     backend: clickhouseUrl ? 'server' : 'chdb',
     dataDir: path.join(config.dataDir, 'chdb'),
@@ -219,5 +367,9 @@ export function storageOptionsFromConfig(config: SkiffConfig): StorageOptions {
     database,
     flushIntervalMs,
     maxBatchRows,
+    maxBatchBytes,
+    maxQueuedBatches,
+    spoolDir: path.join(config.dataDir, 'spool', database),
+    spoolMaxBytes,
   };
 }

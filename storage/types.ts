@@ -22,6 +22,10 @@ export interface InvocationRecord {
   httpStatus: number;
   start: StartType | '';
   receivedAtMs: number;
+  /** When the gateway queued it for an executor; receivedAtMs when not given. */
+  queuedAtMs?: number;
+  /** When the container call began; finishedAtMs − runUs when not given. */
+  startedAtMs?: number;
   finishedAtMs: number;
   queueUs: number;
   initUs: number;
@@ -64,7 +68,48 @@ export interface LogRow {
 export interface InvocationQuery {
   function?: string;
   status?: string;
+  /** Start type: 'cold', 'warm', 'stemcell', or '' for calls that never reached a container. */
+  start?: string;
+  traceId?: string;
+  /** receivedAtMs ≥ sinceMs. */
+  sinceMs?: number;
+  /** receivedAtMs < untilMs. */
+  untilMs?: number;
+  /** nextCursor of the previous page. */
+  cursor?: string;
   limit?: number;
+}
+
+/** One page of invocations, newest first; nextCursor is null on the last page. */
+export interface InvocationPage {
+  records: InvocationRecord[];
+  nextCursor: string | null;
+}
+
+/** Latency percentiles in microseconds. */
+export interface Percentiles {
+  p50: number;
+  p95: number;
+  p99: number;
+}
+
+/** What one function did in a time window (each invocation counted once, by its newest attempt). */
+export interface FunctionStats {
+  function: string;
+  sinceMs: number;
+  untilMs: number;
+  count: number;
+  /** Invocations per status: ok, error, timeout, rejected. */
+  statuses: Record<string, number>;
+  /** (error + timeout) / count: the function's or the platform's failures, not the caller's. */
+  errorRate: number;
+  coldStarts: number;
+  /** cold / count. */
+  coldStartRate: number;
+  totalUs: Percentiles;
+  runUs: Percentiles;
+  requestBytes: number;
+  responseBytes: number;
 }
 
 /** Filter of listContainerEvents; limit defaults to 50 and is capped at 1000. */
@@ -74,18 +119,36 @@ export interface ContainerEventQuery {
   limit?: number;
 }
 
-/** Counters over the batched tables (invocations, logs, container events). */
-export interface StorageStats {
+/** Counters of one batched table, or of all of them. */
+export interface TableStats {
+  /** Rows in ClickHouse (a replayed batch counts when it lands). */
   recordsWritten: number;
   batchesWritten: number;
-  /** Write attempts repeated after a failure. */
+  /** Insert attempts repeated after a failure. */
   retries: number;
-  /** Batches that failed every attempt (their rows are kept for the next flush while there is room). */
-  failedBatches: number;
-  /** Rows dropped because storage was closed or the pending buffer was full. */
+  /** Batches written to the disk spool (ClickHouse down or rejecting, or the batch queue full). */
+  batchesSpooled: number;
+  /** Spooled batches that later landed (or were dead-lettered). */
+  batchesReplayed: number;
+  /** Rows ClickHouse refused as bad data, kept in the dead-letter file. */
+  deadLetteredRows: number;
+  /** Rows lost: pushed after close, or the oldest spooled batches deleted when the spool was full. Must stay 0. */
   droppedRows: number;
-  /** Rows accepted but not yet written (including the batch being written). */
+  /** Rows accepted but not yet sealed into a batch. */
   pendingRows: number;
+  /** Sealed batches queued or being inserted. */
+  queuedBatches: number;
+  /** Batches and rows waiting in the spool. */
+  spooledBatches: number;
+  spooledRows: number;
+}
+
+/** Totals over the batched tables (invocations, logs, container events), and each table's own. */
+export interface StorageStats extends TableStats {
+  /** Bytes of batch files in the spool. */
+  spooledBytes: number;
+  spoolDir: string;
+  tables: Record<'invocations' | 'logs' | 'container_events', TableStats>;
 }
 
 /** How to open storage; storageOptionsFromConfig builds it from Skiff's config. */
@@ -98,9 +161,19 @@ export interface StorageOptions {
   database: string;
   flushIntervalMs: number;
   maxBatchRows: number;
+  /** Estimated encoded bytes at which a batch is sealed. */
+  maxBatchBytes: number;
+  /** Sealed batches per table waiting for an insert before new ones go to the spool. */
+  maxQueuedBatches: number;
+  /** Where batches wait while ClickHouse is unreachable; survives restarts. */
+  spoolDir: string;
+  /** Bound of the spool; past it the oldest batches are deleted (counted as dropped). */
+  spoolMaxBytes: number;
   logger?: Logger;
-  /** Waits between write attempts of a failing batch; its length + 1 is the number of attempts. */
+  /** Waits between insert attempts of a live batch; after the last it is spooled. */
   retryDelaysMs?: readonly number[];
+  /** The spool replay's longest back-off while ClickHouse stays down. */
+  replayMaxDelayMs?: number;
 }
 
 /** Skiff's log storage: batched writes of what happened, direct writes of the function registry. */
@@ -117,14 +190,20 @@ export interface Storage {
   saveFunction(fn: StoredFunction): Promise<void>;
   /** The latest version of every function, deleted markers included, with code. */
   loadFunctions(): Promise<StoredFunction[]>;
-  /** Invocations newest first. */
-  listInvocations(q?: InvocationQuery): Promise<InvocationRecord[]>;
+  /** Invocations newest first, one row per id (its newest attempt), a page at a time. */
+  listInvocations(q?: InvocationQuery): Promise<InvocationPage>;
+  /** Count, error and cold-start rates, latency percentiles and bytes of one function since `sinceMs`. */
+  functionStats(fn: string, sinceMs: number, untilMs?: number): Promise<FunctionStats>;
   /** One invocation with its log lines in time order, or null. */
   getInvocation(id: string): Promise<{ record: InvocationRecord; logs: LogRow[] } | null>;
+  /** Runs any SELECT (on the storage database's tables, named in full) and returns its rows as ClickHouse sent them. */
+  query(sql: string): Promise<Record<string, string | number>[]>;
   /** Container events newest first. */
   listContainerEvents(q?: ContainerEventQuery): Promise<ContainerEvent[]>;
-  /** Writes everything pending now; rejects with STORAGE_UNAVAILABLE if a batch could not be written. */
+  /** Seals everything pending and resolves once it is durable: in ClickHouse, the spool or the dead-letter file. */
   flush(): Promise<void>;
+  /** Flushes, then resolves once the spool is empty and nothing is queued (everything is in ClickHouse). */
+  drain(): Promise<void>;
   /** Throws SkiffError STORAGE_UNAVAILABLE unless the database accepts writes. */
   checkWritable(): Promise<void>;
   stats(): StorageStats;

@@ -32,15 +32,27 @@ describe('configuration', () => {
     [{ gateway: { maxBodyByte: 5 } }, {}, 'unknown option gateway.maxBodyByte'],
     [{}, { SKIFF_PORT: 'eighty' }, 'SKIFF_PORT (gateway.port) must be an integer, got "eighty"'],
     [{}, { SKIFF_LOG_LEVEL: 'loud' }, 'logLevel'],
+    [{ bus: { curve: { publicKey: 'short', secretKey: '', allowedClientKeys: [] } } }, {}, 'bus.curve.publicKey must be a 40-character z85 CURVE key'],
+    [{}, { SKIFF_BUS_CURVE_PUBLIC_KEY: 'rA(30U(1SqA+[bF@8:jKzfMt+P!0x!IYCVci/}D4' }, 'bus.curve.publicKey and bus.curve.secretKey must be set together'],
+    [{}, { SKIFF_BUS_CURVE_CLIENT_KEYS: 'not-a-key' }, 'bus.curve.allowedClientKeys[] must be a 40-character z85 CURVE key'],
+    [{}, { SKIFF_EXECUTOR_CURVE_SECRET_KEY: 'a.m[8V&pH2ZRth$<i+=FEe?JljuHPbE1bT{}!zD0' }, 'executor.curve.publicKey, executor.curve.secretKey and executor.curve.gatewayPublicKey must be set together'],
   ])('rejects %j with env %j naming the option', (overrides, env, message) => {
     expect(() => loadConfig(overrides as never, env)).toThrow(ConfigError);
     expect(() => loadConfig(overrides as never, env)).toThrow(message);
   });
 
-  it('redacts credentials in the ClickHouse URL and the TLS key path when printed', () => {
-    const config = loadConfig({ storage: { clickhouseUrl: 'http://user:secret@127.0.0.1:8123' }, gateway: { tls: { certFile: '/c.crt', keyFile: '/k.key' } } }, {});
+  it('redacts credentials in the ClickHouse URL, the TLS key path and CURVE secret keys when printed', () => {
+    const secretKey = 'a.m[8V&pH2ZRth$<i+=FEe?JljuHPbE1bT{}!zD0';
+    const publicKey = 'rA(30U(1SqA+[bF@8:jKzfMt+P!0x!IYCVci/}D4';
+    const config = loadConfig(
+      { storage: { clickhouseUrl: 'http://user:secret@127.0.0.1:8123' }, gateway: { tls: { certFile: '/c.crt', keyFile: '/k.key' } } },
+      { SKIFF_BUS_CURVE_PUBLIC_KEY: publicKey, SKIFF_BUS_CURVE_SECRET_KEY: secretKey, SKIFF_EXECUTOR_CURVE_PUBLIC_KEY: publicKey, SKIFF_EXECUTOR_CURVE_SECRET_KEY: secretKey, SKIFF_GATEWAY_CURVE_PUBLIC_KEY: publicKey },
+    );
+    expect(config.bus.curve.secretKey).toBe(secretKey);
     const shown = JSON.stringify(redactConfig(config));
-    expect(shown).not.toContain('secret');
+    expect(shown).not.toContain(secretKey);
+    expect(shown).toContain(publicKey);
+    expect(shown).not.toContain('secret@');
     expect(shown).not.toContain('/k.key');
     expect(shown).toContain('http://***@127.0.0.1:8123');
   });

@@ -23,7 +23,7 @@ const execFileAsync = promisify(execFile);
 export const BOOTSTRAP_SOURCE = fileURLToPath(new URL('./bootstrap/bootstrap.mjs', import.meta.url));
 
 /** Bump when the layout or the image config below changes: it is part of the content hash. */
-const RECIPE_VERSION = 'skiff-runtime-recipe/1';
+const RECIPE_VERSION = 'skiff-runtime-recipe/2';
 
 const IMAGE_CHANGES: readonly string[] = [
   `CMD ${JSON.stringify([RUNTIME_PATHS.node, RUNTIME_PATHS.bootstrap])}`,

@@ -39,11 +39,12 @@ describe('bus router and dealer over real ZeroMQ sockets', () => {
     const credit = deferred<number>();
     const router = makeRouter({ onPeerUp: (p) => up.resolve(p), onCredit: (p) => credit.resolve(p.credits) });
     const endpoint = await router.bind();
-    const dealer = makeDealer(endpoint, { onConnected: () => dealer.send(MessageType.CREDIT, { credits: 8 }) });
+    const dealer = makeDealer(endpoint, { onConnected: () => dealer.send(MessageType.CREDIT, { credits: 8, warm: { echo: 2 }, stemCells: { node20: 1 }, memoryFreeMb: 512 }) });
     dealer.start();
     const peer = await up.promise;
     expect(peer.hello.nodeId).toBe('node-a');
     expect(await credit.promise).toBe(8);
+    expect(peer).toMatchObject({ warm: { echo: 2 }, stemCells: { node20: 1 }, memoryFreeMb: 512 });
     expect(router.peers()).toHaveLength(1);
   });
 

@@ -15,7 +15,8 @@ describe('a three-host Skiff cluster', () => {
   let cluster: Cluster;
 
   beforeAll(async () => {
-    cluster = await startCluster({ hosts: 3, clickhouseUrl: CLICKHOUSE_TEST_URL, heartbeatIntervalMs: HEARTBEAT_MS });
+    // Gateway 2 places calls at random: the baseline for the warm-hit comparison.
+    cluster = await startCluster({ hosts: 3, clickhouseUrl: CLICKHOUSE_TEST_URL, heartbeatIntervalMs: HEARTBEAT_MS, gatewayEnv: { 2: { SKIFF_PLACEMENT: 'random' } } });
   });
 
   afterAll(async () => {
@@ -39,11 +40,12 @@ describe('a three-host Skiff cluster', () => {
     }
   });
 
-  it('answers through any gateway from a warm container once the function ran', async () => {
+  it('answers through an affinity gateway from a warm container on any node once the function ran', async () => {
     const client = new GatewayClient(cluster.hosts[1].url);
     await deployDir(client, path.join(REPO_ROOT, 'examples', 'echo'), 'warmth');
     await client.close();
-    for (const host of cluster.hosts) {
+    // Gateways 1 and 3 place by affinity (gateway 2 is the random baseline below).
+    for (const host of [cluster.hosts[0], cluster.hosts[2]]) {
       await call(`${host.url}/function/warmth`, { method: 'POST', body: 'first' });
       const again = await call(`${host.url}/function/warmth`, { method: 'POST', body: 'again' });
       expect(again.status).toBe(200);
@@ -51,6 +53,35 @@ describe('a three-host Skiff cluster', () => {
       expect(record.start).toBe('warm');
       expect(cluster.hosts.map((h) => h.nodeId)).toContain(record.executor);
     }
+  });
+
+  it('hits warm containers more often with affinity placement than with random placement on the same workload', async () => {
+    const FUNCTIONS = 4;
+    const CALLS = 8;
+    const warmRate = async (gateway: string, prefix: string): Promise<number> => {
+      const client = new GatewayClient(gateway);
+      const names = Array.from({ length: FUNCTIONS }, (_, i) => `${prefix}-${i}`);
+      for (const name of names) await deployDir(client, path.join(REPO_ROOT, 'examples', 'echo'), name);
+      await client.close();
+      for (let round = 0; round < CALLS; round++) {
+        for (const name of names) expect((await call(`${gateway}/function/${name}`, { method: 'POST', body: 'x' })).status).toBe(200);
+      }
+      let warm = 0;
+      for (const name of names) {
+        const rows = await eventually(async () => {
+          const list = json<Array<{ start: string }>>(await call(`${gateway}/system/invocations?function=${name}&limit=100`));
+          return list.length === CALLS ? list : undefined;
+        }, 20_000, `${CALLS} records of ${name}`);
+        warm += rows.filter((r) => r.start === 'warm').length;
+      }
+      return warm / (FUNCTIONS * CALLS);
+    };
+    const affinity = await warmRate(cluster.hosts[0].url, 'aff');
+    const random = await warmRate(cluster.hosts[1].url, 'rnd');
+    // Affinity: every call after a function's first is warm. Random spreads each function over the
+    // three executors, paying a start on each.
+    expect(affinity).toBe((CALLS - 1) / CALLS);
+    expect(random).toBeLessThan(affinity);
   });
 
   it('fails calls on a failed host fast, then routes around it', async () => {

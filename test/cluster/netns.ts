@@ -25,10 +25,11 @@ export interface ClusterHost {
   index: number;
   namespace: string;
   ip: string;
+  /** Gateway URL ('' on a host without a gateway). */
   url: string;
   nodeId: string;
-  gateway: ChildProcess;
-  executor: ChildProcess;
+  gateway: ChildProcess | undefined;
+  executor: ChildProcess | undefined;
 }
 
 export interface Cluster {
@@ -43,10 +44,16 @@ export interface Cluster {
 
 export interface ClusterOptions {
   hosts: number;
+  /** Hosts 1..gateways run a gateway (default: every host). */
+  gateways?: number;
+  /** Hosts 1..executors run an executor (default: every host). */
+  executors?: number;
   /** The machine's ClickHouse server (loopback). */
   clickhouseUrl: string;
   heartbeatIntervalMs?: number;
   env?: Record<string, string>;
+  /** Extra environment for the gateway of host N (1-based). */
+  gatewayEnv?: Record<number, Record<string, string>>;
 }
 
 function ip(...args: string[]): void {
@@ -120,8 +127,10 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     }
     forwarder = await forward(bridgeIp, Number(new URL(options.clickhouseUrl).port || CLICKHOUSE_PORT));
 
-    const busEndpoints = hostsMeta.map((h) => `tcp://${h.ip}:${BUS_PORT}`);
-    const controlEndpoints = hostsMeta.map((h) => `tcp://${h.ip}:${CONTROL_PORT}`);
+    const gatewayCount = options.gateways ?? options.hosts;
+    const executorCount = options.executors ?? options.hosts;
+    const busEndpoints = hostsMeta.slice(0, gatewayCount).map((h) => `tcp://${h.ip}:${BUS_PORT}`);
+    const controlEndpoints = hostsMeta.slice(0, gatewayCount).map((h) => `tcp://${h.ip}:${CONTROL_PORT}`);
     const common = {
       ...process.env,
       CLICKHOUSE_URL: `http://${bridgeIp}:${CLICKHOUSE_PORT}`,
@@ -140,6 +149,11 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     const hosts: ClusterHost[] = [];
     // Gateways first, one at a time: the first one creates the ClickHouse database.
     for (const host of hostsMeta) {
+      const nodeId = `cluster-${tag}-h${host.index}`;
+      if (host.index > gatewayCount) {
+        hosts.push({ ...host, url: '', nodeId, gateway: undefined, executor: undefined });
+        continue;
+      }
       const gateway = run(host.namespace, ['gateway', '--ready-json'], {
         ...common,
         SKIFF_HOST: host.ip,
@@ -148,6 +162,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
         SKIFF_CONTROL_BIND: controlEndpoints[host.index - 1],
         SKIFF_PEER_GATEWAYS: controlEndpoints.filter((_, i) => i !== host.index - 1).join(','),
         SKIFF_DATA_DIR: mkdtempSync(path.join(os.tmpdir(), `skiff-gw${host.index}-`)),
+        ...options.gatewayEnv?.[host.index],
       }, `gateway ${host.index}`);
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`gateway ${host.index} not ready:\n${output.join('\n')}`)), READY_TIMEOUT_MS);
@@ -161,9 +176,9 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
           reject(new Error(`gateway ${host.index} exited (${code}):\n${output.join('\n')}`));
         });
       });
-      hosts.push({ ...host, url: `http://${host.ip}:${HTTP_PORT}`, nodeId: `cluster-${tag}-h${host.index}`, gateway, executor: undefined as unknown as ChildProcess });
+      hosts.push({ ...host, url: `http://${host.ip}:${HTTP_PORT}`, nodeId, gateway, executor: undefined });
     }
-    for (const host of hosts) {
+    for (const host of hosts.slice(0, executorCount)) {
       host.executor = run(host.namespace, ['executor'], {
         ...common,
         SKIFF_NODE_ID: host.nodeId,
@@ -171,7 +186,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
         SKIFF_DATA_DIR: mkdtempSync(path.join(os.tmpdir(), `skiff-ex${host.index}-`)),
       }, `executor ${host.index}`);
     }
-    await waitForExecutors(hosts, options.hosts, output);
+    await waitForExecutors(hosts, executorCount, output);
 
     return {
       hosts,
@@ -180,8 +195,9 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       async failHost(index: number) {
         const host = hosts[index - 1];
         quietly(() => ip('link', 'set', `skv${tag}${index}`, 'down'));
-        for (const child of [host.executor, host.gateway]) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-        await Promise.all([exited(host.executor), exited(host.gateway)]);
+        const running = [host.executor, host.gateway].filter((c): c is ChildProcess => c !== undefined);
+        for (const child of running) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+        await Promise.all(running.map(exited));
       },
       stop: teardown,
     };
@@ -194,7 +210,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
 /** Waits until every gateway reports `count` executors connected. */
 async function waitForExecutors(hosts: ClusterHost[], count: number, output: string[]): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS;
-  for (const host of hosts) {
+  for (const host of hosts.filter((h) => h.gateway !== undefined)) {
     for (;;) {
       try {
         const res = await fetch(`${host.url}/readyz`);
@@ -203,7 +219,7 @@ async function waitForExecutors(hosts: ClusterHost[], count: number, output: str
       } catch {
         // Not listening yet.
       }
-      const dead = hosts.find((h) => h.executor.exitCode !== null || h.executor.signalCode !== null);
+      const dead = hosts.find((h) => h.executor !== undefined && (h.executor.exitCode !== null || h.executor.signalCode !== null));
       if (dead) throw new Error(`executor ${dead.index} exited before connecting:\n${output.join('\n')}`);
       if (Date.now() > deadline) throw new Error(`gateway ${host.index} never saw ${count} executors:\n${output.join('\n')}`);
       await new Promise((resolve) => setTimeout(resolve, 100));

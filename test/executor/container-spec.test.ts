@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import type { FunctionSpec } from '../../bus/index.ts';
-import { buildContainerSpec } from '../../executor/container-spec.ts';
+import { buildContainerSpec, buildStemCellSpec } from '../../executor/container-spec.ts';
 import { toCreateOptions } from '../../executor/docker-driver.ts';
 
-const place = { nodeId: 'node-1', iofsDir: '/data/iofs/abc', codeDir: '/data/bundles/h', runtimeImage: 'skiff/runtime-node20:test' };
+const hardening = { pidsLimit: 128, tmpfsMb: 64, defaultCpus: 1, functionNetwork: 'bridge' };
+const place = { nodeId: 'node-1', iofsDir: '/data/iofs/abc', codeDir: '/data/bundles/h', runtimeImage: 'skiff/runtime-node20:test', hardening };
 
 function spec(overrides: Partial<FunctionSpec> = {}): FunctionSpec {
   return { name: 'echo', namespace: '', version: 7, runtime: 'node20', image: '', codeHash: 'h', handler: 'index.js', env: { GREETING: 'hi', FN_LISTENER: 'nope' }, limits: { memoryMB: 64, timeoutMs: 1000, concurrency: 1 }, ...overrides };
@@ -30,8 +31,32 @@ describe('function container spec', () => {
       AutoRemove: false,
       Binds: ['/data/iofs/abc:/tmp/iofs:rw', '/data/bundles/h:/function:ro'],
     });
-    expect(options.HostConfig?.Tmpfs?.['/tmp']).toMatch(/size=\d+/);
-    expect(options.HostConfig?.PidsLimit).toBeGreaterThan(0);
+    expect(options.HostConfig?.Tmpfs?.['/tmp']).toMatch(/size=67108864,/);
+    expect(options.HostConfig).toMatchObject({ PidsLimit: 128, CpuPeriod: 100_000, CpuQuota: 100_000 });
+    expect(options.HostConfig?.Binds?.some((b) => b.includes('docker.sock'))).toBe(false);
+  });
+
+  it('gives a function its own CPU limit and network only when it asks for it', () => {
+    const options = toCreateOptions(buildContainerSpec(spec({ network: true, limits: { memoryMB: 256, timeoutMs: 1000, concurrency: 1, cpus: 0.5 } }), place));
+    expect(options.HostConfig).toMatchObject({ NetworkMode: 'bridge', Memory: 256 * 1024 * 1024, MemorySwap: 256 * 1024 * 1024, CpuQuota: 50_000 });
+  });
+
+  it('builds a stem cell: the runtime in stem mode, no code mounted, hardened like a function', () => {
+    const options = toCreateOptions(buildStemCellSpec({ runtime: 'node20', memoryMb: 128, cpus: 1 }, place));
+    expect(options.name).toMatch(/^skiff-stemcell-node20-[0-9a-f]{8}$/);
+    expect(options.Labels).toEqual({ 'skiff.managed': 'true', 'skiff.node': 'node-1', 'skiff.stemcell': 'node20' });
+    expect(options.Env).toEqual(expect.arrayContaining(['SKIFF_STEMCELL=1', 'FN_LISTENER=unix:/tmp/iofs/lsnr.sock']));
+    expect(options.Env?.some((e) => e.startsWith('SKIFF_HANDLER='))).toBe(false);
+    expect(options.HostConfig).toMatchObject({
+      NetworkMode: 'none',
+      Memory: 128 * 1024 * 1024,
+      MemorySwap: 128 * 1024 * 1024,
+      CapDrop: ['ALL'],
+      SecurityOpt: ['no-new-privileges'],
+      ReadonlyRootfs: true,
+      Binds: ['/data/iofs/abc:/tmp/iofs:rw'],
+    });
+    expect(options.User).toBe('1000');
   });
 
   it('runs an image function from its own image without mounting code', () => {

@@ -45,7 +45,7 @@ async function setup(executor: ConfigOverrides['executor'] = {}): Promise<{ gate
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'skiff-exec-'));
   dataDirs.push(dataDir);
   const nodeId = executor.nodeId ?? uniqueNodeId();
-  const config = loadConfig({ dataDir, logLevel: 'silent', executor: { runtimeImage, idleTimeoutMs: 60_000, startTimeoutMs: 10_000, ...executor, nodeId, gatewayEndpoints: [endpoint] } }, {});
+  const config = loadConfig({ dataDir, logLevel: 'silent', executor: { runtimeImage, idleTimeoutMs: 60_000, startTimeoutMs: 10_000, stemCells: 0, maxStemCells: 0, keepAlivePolicy: 'fixed', ...executor, nodeId, gatewayEndpoints: [endpoint] } }, {});
   const started = await startExecutor(config, { logger, docker });
   cleanups.push(() => started.close());
   await gateway.peer();

@@ -1,35 +1,29 @@
-/** The batcher alone, with an in-memory writer: when batches leave, what retries keep, what is dropped. */
+/** The batcher alone, with an in-memory sink: when batches are sealed, what flush waits for, what is dropped. */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Batcher, type BatcherOptions } from '../../storage/batcher.ts';
 
 interface Harness {
   batcher: Batcher<number>;
-  written: number[][];
+  sealed: number[][];
   drops: { rows: number; reason: string }[];
-  /** Resolves with the next batch handed to the writer. */
-  nextWrite(): Promise<number[]>;
 }
 
 function harness(overrides: Partial<BatcherOptions<number>> = {}): Harness {
-  const written: number[][] = [];
+  const sealed: number[][] = [];
   const drops: { rows: number; reason: string }[] = [];
-  let waiter: ((rows: number[]) => void) | undefined;
   const batcher = new Batcher<number>({
     name: 'test',
     maxBatchRows: 3,
+    maxBatchBytes: 1000,
     flushIntervalMs: 1000,
-    retryDelaysMs: [1, 1],
-    maxPendingRows: 100,
-    write: async (rows) => {
-      written.push([...rows]);
-      waiter?.(rows);
+    sizeOf: () => 10,
+    submit: async (rows) => {
+      sealed.push([...rows]);
     },
-    onWriteError: () => undefined,
     onDrop: (info) => drops.push(info),
     ...overrides,
   });
-  const nextWrite = () => new Promise<number[]>((resolve) => (waiter = resolve));
-  return { batcher, written, drops, nextWrite };
+  return { batcher, sealed, drops };
 }
 
 afterEach(() => {
@@ -37,87 +31,62 @@ afterEach(() => {
 });
 
 describe('Batcher', () => {
-  it('writes a batch as soon as maxBatchRows rows are pending', async () => {
+  it('seals a batch as soon as maxBatchRows rows are pending', () => {
     const h = harness();
-    const write = h.nextWrite();
     h.batcher.push([1, 2]);
-    expect(h.written).toEqual([]);
+    expect(h.sealed).toEqual([]);
     h.batcher.push([3, 4]);
-    expect(await write).toEqual([1, 2, 3]);
-    // The 4th row waits for the interval (or a flush): pendingRows counts it and the batch in flight.
-    expect(h.batcher.stats().pendingRows).toBe(4);
-    await h.batcher.flush();
-    expect(h.written).toEqual([[1, 2, 3], [4]]);
+    expect(h.sealed).toEqual([[1, 2, 3]]);
+    expect(h.batcher.stats().pendingRows).toBe(1);
   });
 
-  it('writes pending rows once flushIntervalMs has passed', async () => {
+  it('seals a batch as soon as its estimated size reaches maxBatchBytes', () => {
+    const h = harness({ maxBatchRows: 100, maxBatchBytes: 25 });
+    h.batcher.push([1, 2]);
+    expect(h.sealed).toEqual([]);
+    h.batcher.push([3, 4, 5, 6]);
+    expect(h.sealed).toEqual([[1, 2, 3], [4, 5, 6]]);
+  });
+
+  it('seals pending rows once flushIntervalMs has passed', async () => {
     vi.useFakeTimers();
     const h = harness();
     h.batcher.push([1]);
     await vi.advanceTimersByTimeAsync(999);
-    expect(h.written).toEqual([]);
+    expect(h.sealed).toEqual([]);
     await vi.advanceTimersByTimeAsync(1);
-    expect(h.written).toEqual([[1]]);
+    expect(h.sealed).toEqual([[1]]);
   });
 
-  it('flush() writes everything pending in batches of at most maxBatchRows', async () => {
-    const h = harness({ maxBatchRows: 2 });
-    h.batcher.push([1]);
-    h.batcher.push([2]);
-    h.batcher.push([3]);
-    await h.batcher.flush();
-    expect(h.written.flat()).toEqual([1, 2, 3]);
-    expect(h.written.every((batch) => batch.length <= 2)).toBe(true);
-    expect(h.batcher.stats()).toMatchObject({ recordsWritten: 3, pendingRows: 0 });
+  it('flush() resolves only when every sealed batch is durable', async () => {
+    const releases: Array<() => void> = [];
+    const h = harness({ submit: (rows) => new Promise<void>((resolve) => releases.push(() => resolve(void rows))) });
+    h.batcher.push([1, 2, 3, 4]);
+    let flushed = false;
+    const flushing = h.batcher.flush().then(() => (flushed = true));
+    await Promise.resolve();
+    expect(releases).toHaveLength(2);
+    releases[0]();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(flushed).toBe(false);
+    releases[1]();
+    await flushing;
+    expect(flushed).toBe(true);
   });
 
-  it('retries a failing batch with the same rows until it is written', async () => {
-    const attempts: number[][] = [];
-    const h = harness({
-      write: async (rows) => {
-        attempts.push([...rows]);
-        if (attempts.length < 3) throw new Error('ClickHouse is down');
-      },
-    });
-    h.batcher.push([7, 8]);
-    await h.batcher.flush();
-    expect(attempts).toEqual([[7, 8], [7, 8], [7, 8]]);
-    expect(h.batcher.stats()).toMatchObject({ retries: 2, failedBatches: 0, recordsWritten: 2, batchesWritten: 1 });
+  it('push() never waits on the sink, however slow it is', () => {
+    const h = harness({ maxBatchRows: 1, submit: () => new Promise<void>(() => undefined) });
+    for (let i = 0; i < 1000; i++) h.batcher.push([i]);
+    expect(h.batcher.stats()).toEqual({ pendingRows: 0, droppedRows: 0 });
   });
 
-  it('rejects flush() and keeps the rows when every attempt fails', async () => {
-    let down = true;
-    const h = harness({
-      write: async (rows) => {
-        if (down) throw new Error('ClickHouse is down');
-        h.written.push([...rows]);
-      },
-    });
-    h.batcher.push([1, 2]);
-    await expect(h.batcher.flush()).rejects.toThrow('ClickHouse is down');
-    expect(h.batcher.stats()).toMatchObject({ retries: 2, failedBatches: 1, pendingRows: 2 });
-    down = false;
-    h.batcher.push([3]);
-    await h.batcher.flush();
-    expect(h.written).toEqual([[1, 2, 3]]);
-  });
-
-  it('drops the oldest rows beyond maxPendingRows and counts them', async () => {
-    const h = harness({ maxBatchRows: 100, maxPendingRows: 4 });
-    h.batcher.push([1, 2, 3, 4, 5, 6]);
-    expect(h.drops).toEqual([{ table: 'test', rows: 2, reason: 'full' }]);
-    await h.batcher.flush();
-    expect(h.written).toEqual([[3, 4, 5, 6]]);
-    expect(h.batcher.stats().droppedRows).toBe(2);
-  });
-
-  it('close() writes pending rows, is idempotent, and drops rows pushed afterwards', async () => {
+  it('close() seals pending rows, is idempotent, and drops and counts rows pushed afterwards', async () => {
     const h = harness();
     h.batcher.push([1]);
     await Promise.all([h.batcher.close(), h.batcher.close()]);
-    expect(h.written).toEqual([[1]]);
+    expect(h.sealed).toEqual([[1]]);
     h.batcher.push([2]);
     expect(h.drops).toEqual([{ table: 'test', rows: 1, reason: 'closed' }]);
-    expect(h.batcher.stats().pendingRows).toBe(0);
+    expect(h.batcher.stats()).toEqual({ pendingRows: 0, droppedRows: 1 });
   });
 });

@@ -1,13 +1,13 @@
 /** The schema text and the row codecs must agree, and inlined literals must be safe. */
 import { describe, expect, it } from 'vitest';
-import { literal, clampLimit, MAX_LIST_LIMIT, DEFAULT_LIST_LIMIT } from '../../storage/queries.ts';
-import { encodeRows, decodeRows, type RecordOf } from '../../storage/rows.ts';
+import { literal, clampLimit, decodeCursor, encodeCursor, MAX_LIST_LIMIT, DEFAULT_LIST_LIMIT } from '../../storage/queries.ts';
+import { encodeRows, decodeRows, MAX_STORED_LOG_LINE_CHARS, type RecordOf } from '../../storage/rows.ts';
 import { columnNames, createTableSql, TABLE_NAMES, type TableName } from '../../storage/schema.ts';
 
 const SAMPLES: { [T in TableName]: RecordOf[T] } = {
   invocations: {
     id: 'i', namespace: 'n', function: 'f', version: 1, executor: 'e', containerId: 'c', trigger: 'sync', attempt: 1, status: 'ok', errorCode: '',
-    httpStatus: 200, start: 'cold', receivedAtMs: 1, finishedAtMs: 2, queueUs: 3, initUs: 4, runUs: 5, totalUs: 6, requestBytes: 7, responseBytes: 8, traceId: 't',
+    httpStatus: 200, start: 'cold', receivedAtMs: 1, queuedAtMs: 1, startedAtMs: 2, finishedAtMs: 2, queueUs: 3, initUs: 4, runUs: 5, totalUs: 6, requestBytes: 7, responseBytes: 8, traceId: 't',
   },
   logs: { invocationId: 'i', function: 'f', containerId: 'c', timeMs: 1, seq: 2, lineId: 'l', stream: 'stderr', line: 'x', truncated: true },
   container_events: { eventId: 'e', timeMs: 1, nodeId: 'n', containerId: 'c', function: 'f', version: 2, kind: 'evicted', detail: 'd' },
@@ -35,6 +35,24 @@ describe('schema and codecs', () => {
   it('clamps numbers a column cannot hold instead of failing the batch', () => {
     const bad = { ...SAMPLES.invocations, attempt: 70_000, httpStatus: -1, totalUs: 1.5, queueUs: Number.NaN };
     expect(encodeRows('invocations', [bad])[0]).toMatchObject({ attempt: 65_535, http_status: 0, total_us: 1, queue_us: 0 });
+  });
+
+  it('derives queued and started times a writer did not give: received, and finished minus run time', () => {
+    const { queuedAtMs: _q, startedAtMs: _s, ...bare } = SAMPLES.invocations;
+    const [row] = encodeRows('invocations', [{ ...bare, receivedAtMs: 1000, finishedAtMs: 1100, runUs: 40_000 }]);
+    expect(row).toMatchObject({ queued_at_ms: 1000, started_at_ms: 1060 });
+  });
+
+  it('cuts log lines over MAX_STORED_LOG_LINE_CHARS and marks them truncated', () => {
+    const long = 'x'.repeat(MAX_STORED_LOG_LINE_CHARS + 10);
+    const [row] = encodeRows('logs', [{ ...SAMPLES.logs, line: long, truncated: false }]);
+    expect(row).toMatchObject({ line: 'x'.repeat(MAX_STORED_LOG_LINE_CHARS), truncated: 1 });
+  });
+
+  it('round-trips a cursor and refuses one it did not make with BAD_REQUEST', () => {
+    expect(decodeCursor(encodeCursor({ receivedAtMs: 42, id: "a'b" }))).toEqual({ receivedAtMs: 42, id: "a'b" });
+    expect(() => decodeCursor('not-a-cursor')).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
+    expect(() => decodeCursor(Buffer.from('[-1,"x"]').toString('base64url'))).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
   });
 
   it('escapes quotes and backslashes in string literals', () => {

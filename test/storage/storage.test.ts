@@ -2,14 +2,18 @@
  * Storage on real ClickHouse, both backends: chDB in a temp directory, and the ClickHouse server
  * started by scripts/start-clickhouse.sh with a database unique to this run.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { gzipSync } from 'node:zlib';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ContainerEvent, LogLine } from '../../bus/messages.ts';
 import { SkiffError } from '../../errors.ts';
-import { openStorage, type InvocationRecord, type Storage, type StorageOptions, type StoredFunction } from '../../storage/index.ts';
+import { DEAD_LETTER_FILE, openStorage, type DeadLetter, type InvocationRecord, type Storage, type StorageOptions, type StoredFunction } from '../../storage/index.ts';
+import { encodeRows } from '../../storage/rows.ts';
 
 const SERVER_URL = 'http://127.0.0.1:8123';
 const repoRoot = path.resolve(import.meta.dirname, '../..');
@@ -26,21 +30,39 @@ interface BackendCase {
   teardown(options: StorageOptions): Promise<void>;
 }
 
-const base = { clickhouseUrl: '', dataDir: '', database: `skiff_test_${runId}`, maxBatchRows: 1000, flushIntervalMs: 60_000, retryDelaysMs: [1, 1] };
+const base = {
+  clickhouseUrl: '',
+  dataDir: '',
+  database: `skiff_test_${runId}`,
+  maxBatchRows: 1000,
+  maxBatchBytes: 8 * 1024 * 1024,
+  maxQueuedBatches: 4,
+  spoolMaxBytes: 64 * 1024 * 1024,
+  flushIntervalMs: 60_000,
+  retryDelaysMs: [1, 1],
+  replayMaxDelayMs: 50,
+};
+const spoolDirFor = (name: string): string => path.join(os.tmpdir(), `skiff-spool-${runId}-${name}`);
 
 const BACKENDS: BackendCase[] = [
   {
     name: 'chdb',
-    setup: async () => ({ ...base, backend: 'chdb', dataDir: await mkdtemp(path.join(os.tmpdir(), 'skiff-chdb-')) }),
-    teardown: (options) => rm(options.dataDir, { recursive: true, force: true }),
+    setup: async () => ({ ...base, backend: 'chdb', dataDir: await mkdtemp(path.join(os.tmpdir(), 'skiff-chdb-')), spoolDir: spoolDirFor('chdb') }),
+    teardown: async (options) => {
+      await rm(options.dataDir, { recursive: true, force: true });
+      await rm(options.spoolDir, { recursive: true, force: true });
+    },
   },
   {
     name: 'server',
     setup: async () => {
       execFileSync('bash', [path.join(repoRoot, 'scripts/start-clickhouse.sh')], { stdio: 'inherit' });
-      return { ...base, backend: 'server', clickhouseUrl: SERVER_URL };
+      return { ...base, backend: 'server', clickhouseUrl: SERVER_URL, spoolDir: spoolDirFor('server') };
     },
-    teardown: (options) => serverQuery(`DROP DATABASE IF EXISTS ${options.database}`),
+    teardown: async (options) => {
+      await serverQuery(`DROP DATABASE IF EXISTS ${options.database}`);
+      await rm(options.spoolDir, { recursive: true, force: true });
+    },
   },
 ];
 
@@ -60,6 +82,8 @@ function invocation(overrides: Partial<InvocationRecord> & Pick<InvocationRecord
     httpStatus: 200,
     start: 'warm',
     receivedAtMs: NOW,
+    queuedAtMs: NOW,
+    startedAtMs: NOW + 1,
     finishedAtMs: NOW + 12,
     queueUs: 150,
     initUs: 0,
@@ -108,14 +132,14 @@ describe.each(BACKENDS)('storage on $name', ({ name, setup, teardown }) => {
     storage.recordInvocation(invocation({ id: 'migrate-1', function: 'migrate' }));
     await storage.close();
     storage = await openStorage(options);
-    expect((await storage.listInvocations({ function: 'migrate' })).map((r) => r.id)).toEqual(['migrate-1']);
+    expect((await storage.listInvocations({ function: 'migrate' })).records.map((r) => r.id)).toEqual(['migrate-1']);
   });
 
   it('round-trips an invocation record with every field', async () => {
     const rec = invocation({ id: "round'trip\\1", function: 'round-trip', trigger: 'async', attempt: 2, status: 'error', errorCode: 'FUNCTION_CRASHED', httpStatus: 502, start: 'stemcell' });
     storage.recordInvocation(rec);
     await storage.flush();
-    expect(await storage.listInvocations({ function: 'round-trip' })).toEqual([rec]);
+    expect((await storage.listInvocations({ function: 'round-trip' })).records).toEqual([rec]);
     expect((await storage.getInvocation(rec.id))?.record).toEqual(rec);
   });
 
@@ -156,7 +180,7 @@ describe.each(BACKENDS)('storage on $name', ({ name, setup, teardown }) => {
     await storage.flush();
     storage.recordInvocation(rec);
     await storage.flush();
-    expect(await storage.listInvocations({ function: 'twice' })).toEqual([rec]);
+    expect((await storage.listInvocations({ function: 'twice' })).records).toEqual([rec]);
     expect((await storage.getInvocation('twice-1'))?.record).toEqual(rec);
   });
 
@@ -166,8 +190,8 @@ describe.each(BACKENDS)('storage on $name', ({ name, setup, teardown }) => {
     const final = invocation({ id: 'retry-1', function: 'retried', attempt: 2, status: 'ok', finishedAtMs: NOW + 20 });
     storage.recordInvocation(final);
     await storage.flush();
-    expect(await storage.listInvocations({ function: 'retried' })).toEqual([final]);
-    expect(await storage.listInvocations({ function: 'retried', status: 'error' })).toEqual([]);
+    expect((await storage.listInvocations({ function: 'retried' })).records).toEqual([final]);
+    expect((await storage.listInvocations({ function: 'retried', status: 'error' })).records).toEqual([]);
     expect((await storage.getInvocation('retry-1'))?.record).toEqual(final);
   });
 
@@ -180,12 +204,73 @@ describe.each(BACKENDS)('storage on $name', ({ name, setup, teardown }) => {
     ];
     for (const rec of recs) storage.recordInvocation(rec);
     await storage.flush();
-    const ids = async (q: Parameters<Storage['listInvocations']>[0]) => (await storage.listInvocations(q)).map((r) => r.id);
+    const ids = async (q: Parameters<Storage['listInvocations']>[0]) => (await storage.listInvocations(q)).records.map((r) => r.id);
     expect(await ids({ function: 'filter-a' })).toEqual(['f-3', 'f-2', 'f-1']);
     expect(await ids({ function: 'filter-a', status: 'ok' })).toEqual(['f-3', 'f-1']);
     expect(await ids({ function: 'filter-a', limit: 2 })).toEqual(['f-3', 'f-2']);
     expect(await ids({ status: 'timeout' })).toEqual(['f-2']);
     expect((await ids({})).length).toBeGreaterThanOrEqual(4);
+  });
+
+  it('filters by start type, trace id and time range, and pages with a cursor without gaps or repeats', async () => {
+    const trace = 'ab'.repeat(16);
+    const recs = Array.from({ length: 7 }, (_, i) =>
+      invocation({ id: `p-${i}`, function: 'paged', receivedAtMs: NOW + 100 + Math.floor(i / 2), start: i % 3 === 0 ? 'cold' : 'warm', traceId: i === 4 ? trace : '' }),
+    );
+    for (const rec of recs) storage.recordInvocation(rec);
+    await storage.flush();
+    const ids = async (q: Parameters<Storage['listInvocations']>[0]) => (await storage.listInvocations(q)).records.map((r) => r.id);
+    expect(await ids({ function: 'paged', start: 'cold' })).toEqual(['p-6', 'p-3', 'p-0']);
+    expect(await ids({ traceId: trace })).toEqual(['p-4']);
+    expect(await ids({ function: 'paged', sinceMs: NOW + 101, untilMs: NOW + 103 })).toEqual(['p-5', 'p-4', 'p-3', 'p-2']);
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    for (let page = 0; page < 10; page++) {
+      const result = await storage.listInvocations({ function: 'paged', limit: 2, cursor });
+      seen.push(...result.records.map((r) => r.id));
+      if (result.nextCursor === null) break;
+      cursor = result.nextCursor;
+    }
+    expect(seen).toEqual(['p-6', 'p-5', 'p-4', 'p-3', 'p-2', 'p-1', 'p-0']);
+  });
+
+  it('computes a function\'s count, error and cold-start rates, percentiles and bytes in a window', async () => {
+    const t0 = Date.now() - 1000;
+    const recs = Array.from({ length: 10 }, (_, i) =>
+      invocation({
+        id: `s-${i}`, function: 'stats', receivedAtMs: t0 + i, finishedAtMs: t0 + i + 5, totalUs: (i + 1) * 1000, runUs: (i + 1) * 100,
+        start: i < 2 ? 'cold' : 'warm', status: i === 9 ? 'error' : 'ok', requestBytes: 10, responseBytes: 20,
+      }),
+    );
+    recs.push(invocation({ id: 'old', function: 'stats', receivedAtMs: t0 - 3_600_000 }));
+    for (const rec of recs) storage.recordInvocation(rec);
+    storage.recordInvocation({ ...recs[0] }); // a duplicate counts once
+    await storage.flush();
+    const stats = await storage.functionStats('stats', t0 - 60_000);
+    expect(stats).toMatchObject({ count: 10, statuses: { ok: 9, error: 1, timeout: 0, rejected: 0 }, errorRate: 0.1, coldStarts: 2, coldStartRate: 0.2, requestBytes: 100, responseBytes: 200 });
+    expect(stats.totalUs.p50).toBeGreaterThanOrEqual(5000);
+    expect(stats.totalUs.p50).toBeLessThanOrEqual(6000);
+    expect(stats.totalUs.p99).toBe(10_000);
+    expect(stats.runUs.p99).toBe(1000);
+    expect(await storage.functionStats('no-such-function', t0)).toMatchObject({ count: 0, errorRate: 0, totalUs: { p50: 0, p95: 0, p99: 0 } });
+  });
+
+  it('dead-letters a malformed row with its error and lands the rest of its batch', async () => {
+    await storage.close();
+    const good = Array.from({ length: 9 }, (_, i) => invocation({ id: `dl-${i}`, function: 'dead-letter' }));
+    const lines = encodeRows('invocations', good).map((row) => JSON.stringify(row));
+    const bad = JSON.stringify({ ...encodeRows('invocations', [invocation({ id: 'dl-bad', function: 'dead-letter' })])[0], version: 'not a number' });
+    lines.splice(4, 0, bad);
+    await mkdir(options.spoolDir, { recursive: true });
+    await writeFile(path.join(options.spoolDir, `00000000000001-00000001-planted.invocations.${lines.length}.jsonl.gz`), gzipSync(lines.join('\n')));
+    storage = await openStorage(options);
+    await storage.drain();
+    expect((await storage.listInvocations({ function: 'dead-letter' })).records.map((r) => r.id).sort()).toEqual(good.map((r) => r.id).sort());
+    expect(storage.stats()).toMatchObject({ deadLetteredRows: 1, batchesReplayed: 1, spooledBatches: 0, droppedRows: 0 });
+    const letters = (await readFile(path.join(options.spoolDir, DEAD_LETTER_FILE), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as DeadLetter);
+    expect(letters).toHaveLength(1);
+    expect(letters[0]).toMatchObject({ table: 'invocations', batchId: expect.stringContaining('planted'), row: bad });
+    expect(letters[0].error).toMatch(/Code: \d+/);
   });
 
   it('loads the latest version of each function with its code, including deleted markers', async () => {
@@ -232,16 +317,71 @@ describe.each(BACKENDS)('storage on $name', ({ name, setup, teardown }) => {
   // one-session-per-process rule does not allow.
   if (name !== 'server') return;
 
-  it('keeps a batch that failed every attempt and writes it once the database is back', async () => {
+  it('spools a batch ClickHouse refused on every attempt and replays it once the database is back', async () => {
     await serverQuery(`DROP DATABASE ${options.database}`);
     storage.recordInvocation(invocation({ id: 'outage-1', function: 'outage' }));
-    const failure = await storage.flush().catch((err: unknown) => err);
-    expect(failure).toBeInstanceOf(SkiffError);
-    expect((failure as SkiffError).code).toBe('STORAGE_UNAVAILABLE');
-    expect(storage.stats()).toMatchObject({ failedBatches: 1, retries: 2, pendingRows: 1 });
-    await storage.migrate();
     await storage.flush();
-    expect((await storage.listInvocations({ function: 'outage' })).map((r) => r.id)).toEqual(['outage-1']);
+    expect(storage.stats()).toMatchObject({ batchesSpooled: 1, retries: 2, spooledBatches: 1, spooledRows: 1, droppedRows: 0 });
+    expect(storage.stats().spooledBytes).toBeGreaterThan(0);
+    await storage.migrate();
+    await storage.drain();
+    expect(storage.stats()).toMatchObject({ spooledBatches: 0, spooledBytes: 0, droppedRows: 0 });
+    expect((await storage.listInvocations({ function: 'outage' })).records.map((r) => r.id)).toEqual(['outage-1']);
+  });
+
+  it('replays the spool of a process killed with SIGKILL while spooling, each record once', async () => {
+    const database = `${options.database}_killed`;
+    const spoolDir = `${options.spoolDir}-killed`;
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'fixtures/spool-child.ts'), SERVER_URL, database, spoolDir], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const lines = createInterface({ input: child.stdout! });
+    const nextLine = () => new Promise<string>((resolve, reject) => {
+      lines.once('line', resolve);
+      child.once('exit', (code) => reject(new Error(`spool child exited (${code})`)));
+    });
+    try {
+      expect(await nextLine()).toBe('open');
+      await serverQuery(`DROP DATABASE ${database}`);
+      child.stdin!.write('go 1000\n');
+      const spooled = JSON.parse((await nextLine()).slice('spooled '.length)) as { spooledRows: number; droppedRows: number };
+      expect(spooled).toMatchObject({ spooledRows: 1000, droppedRows: 0 });
+      // A half-written batch of a crash mid-write is a .tmp file: the next open must ignore it.
+      await writeFile(path.join(spoolDir, '99999999999999-00000001-torn.invocations.5.jsonl.gz.tmp'), 'torn');
+    } finally {
+      child.kill('SIGKILL');
+      if (child.exitCode === null && child.signalCode === null) await once(child, 'exit');
+    }
+    const restarted = await openStorage({ ...options, database, spoolDir });
+    try {
+      await restarted.drain();
+      expect(restarted.stats()).toMatchObject({ spooledBatches: 0, droppedRows: 0, recordsWritten: 1000 });
+      expect(await restarted.query(`SELECT count() AS rows, uniqExact(id) AS ids FROM ${database}.invocations WHERE function = 'killed'`)).toEqual([{ rows: '1000', ids: '1000' }]);
+    } finally {
+      await restarted.close();
+      await serverQuery(`DROP DATABASE IF EXISTS ${database}`);
+      await rm(spoolDir, { recursive: true, force: true });
+    }
+  });
+
+  it('migrates a version-1 database: invocations re-sorted by function and time, rows kept, new timestamps filled', async () => {
+    const database = `${options.database}_v1`;
+    await serverQuery(`CREATE DATABASE ${database}`);
+    await serverQuery(`CREATE TABLE ${database}.schema_migrations (version UInt32, name String, applied_at_ms UInt64) ENGINE = ReplacingMergeTree(applied_at_ms) ORDER BY version`);
+    await serverQuery(`INSERT INTO ${database}.schema_migrations VALUES (1, 'v1', 1)`);
+    const v1Columns = 'id String, namespace String, function String, version UInt32, executor String, container_id String, trigger String, attempt UInt16, status String, error_code String, http_status UInt16, start String, received_at_ms UInt64, finished_at_ms UInt64, queue_us UInt64, init_us UInt64, run_us UInt64, total_us UInt64, request_bytes UInt64, response_bytes UInt64, trace_id String';
+    await serverQuery(`CREATE TABLE ${database}.invocations (${v1Columns}) ENGINE = ReplacingMergeTree(finished_at_ms) PARTITION BY toYYYYMM(toDateTime(intDiv(received_at_ms, 1000))) ORDER BY (function, id)`);
+    await serverQuery(`INSERT INTO ${database}.invocations VALUES ('old-1', 'default', 'legacy', 1, 'n', 'c', 'sync', 1, 'ok', '', 200, 'warm', ${NOW}, ${NOW + 9}, 0, 0, 5000, 9000, 1, 2, '')`);
+    const migrated = await openStorage({ ...options, database, spoolDir: `${options.spoolDir}-v1` });
+    try {
+      const [rec] = (await migrated.listInvocations({ function: 'legacy' })).records;
+      expect(rec).toMatchObject({ id: 'old-1', receivedAtMs: NOW, queuedAtMs: NOW, startedAtMs: NOW, finishedAtMs: NOW + 9 });
+      expect(await migrated.query(`SELECT version FROM ${database}.schema_migrations ORDER BY version`)).toEqual([{ version: 1 }, { version: 2 }]);
+      expect(await migrated.query(`SELECT name FROM system.tables WHERE database = '${database}' AND name LIKE 'invocations%'`)).toEqual([{ name: 'invocations' }]);
+      await migrated.migrate();
+    } finally {
+      await migrated.close();
+      await serverQuery(`DROP DATABASE IF EXISTS ${database}`);
+      await rm(`${options.spoolDir}-v1`, { recursive: true, force: true });
+    }
   });
 
   it('rejects openStorage with STORAGE_UNAVAILABLE when the server is unreachable', async () => {

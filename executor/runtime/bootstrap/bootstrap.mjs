@@ -10,6 +10,13 @@
 // world-writable, then a *relative* symlink named like the listener is renamed into place
 // (atomic). The executor waits for lsnr.sock to appear; the relative link resolves on the
 // host side of the bind mount too.
+//
+// Stem cell mode (SKIFF_STEMCELL=1, no function yet): the bootstrap publishes a control socket
+// (stem.sock, same way) and waits. One `POST /specialize` with JSON { functionName, handler, cwd,
+// env } sets the environment, loads the handler (code the executor injected into the iofs
+// directory) and serves it on FN_LISTENER; it answers 200 once the listener is published (a
+// program that serves FN_LISTENER itself, fdk style, answers 200 after loading), or 500 with the
+// load error and exits. The control socket then closes: a stem cell specializes once.
 
 import { randomBytes } from 'node:crypto';
 import { existsSync, promises as fsp } from 'node:fs';
@@ -18,11 +25,12 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-const BOOTSTRAP_VERSION = 'skiff-bootstrap/1';
+const BOOTSTRAP_VERSION = 'skiff-bootstrap/2';
+const STEM_FILE = 'stem.sock';
 const FN_HTTP_H = 'fn-http-h-';
 const NO_DEADLINE = 8.64e15;
 
-const functionName = process.env.SKIFF_FUNCTION_NAME || process.env.FN_FN_NAME || '';
+let functionName = process.env.SKIFF_FUNCTION_NAME || process.env.FN_FN_NAME || '';
 
 function fail(message, error) {
   process.stderr.write(`skiff-bootstrap: ${message}${error ? `\n${formatError(error)}` : ''}\n`);
@@ -290,7 +298,8 @@ function readBody(req) {
   });
 }
 
-function serve(handler, listenFile) {
+/** The http-stream server of one handler (no listening yet). */
+function callServer(handler) {
   const server = http.createServer(async (req, res) => {
     if (req.method !== 'POST') {
       const body = Buffer.from(JSON.stringify({ error: { code: 'BAD_REQUEST', message: 'the http-stream contract only takes POST /call' } }));
@@ -319,24 +328,17 @@ function serve(handler, listenFile) {
   server.requestTimeout = 0;
   server.keepAliveTimeout = 0;
   server.headersTimeout = 60_000;
+  return server;
+}
 
-  const dir = path.dirname(listenFile);
-  const token = randomBytes(6).toString('hex');
-  const socketName = `skiff-${token}.sock`;
-  const socketFile = path.join(dir, socketName);
-  const tmpLink = path.join(dir, `.lsnr-${token}.tmp`);
-
-  server.once('error', (error) => fail(`cannot listen on ${socketFile}`, error));
-  server.listen(socketFile, async () => {
-    try {
-      await fsp.chmod(socketFile, 0o666);
-      await fsp.symlink(socketName, tmpLink);
-      await fsp.rename(tmpLink, listenFile);
-    } catch (error) {
-      fail(`cannot publish the listener at ${listenFile}`, error);
-    }
-  });
-
+/**
+ * Serves `handler` on FN_LISTENER. A stem cell passes the server it opened ahead of time
+ * (`opened`, from openListener); then only the link is published.
+ */
+async function serve(handler, listenFile, opened) {
+  const listener = opened ?? (await openListener(callServer(handler), listenFile, 'skiff'));
+  listener.setHandler?.(handler);
+  const { server } = listener;
   let stopping = false;
   const stop = () => {
     if (stopping) return;
@@ -348,6 +350,43 @@ function serve(handler, listenFile) {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  await listener.publish();
+}
+
+/**
+ * Listens on a fresh socket next to `linkFile` (world-writable); `publish()` then links it there
+ * as a relative symlink (atomic rename). A failure is fatal.
+ */
+function openListener(server, linkFile, prefix) {
+  const dir = path.dirname(linkFile);
+  const token = randomBytes(6).toString('hex');
+  const socketName = `${prefix}-${token}.sock`;
+  const socketFile = path.join(dir, socketName);
+  const tmpLink = path.join(dir, `.${prefix}-${token}.tmp`);
+  const publish = async () => {
+    try {
+      await fsp.symlink(socketName, tmpLink);
+      await fsp.rename(tmpLink, linkFile);
+    } catch (error) {
+      fail(`cannot publish the listener at ${linkFile}`, error);
+    }
+  };
+  return new Promise((resolve) => {
+    server.once('error', (error) => fail(`cannot listen on ${socketFile}`, error));
+    server.listen(socketFile, async () => {
+      try {
+        await fsp.chmod(socketFile, 0o666);
+      } catch (error) {
+        fail(`cannot open the listener ${socketFile}`, error);
+      }
+      resolve({ server, publish });
+    });
+  });
+}
+
+/** Listens and publishes at once. */
+async function publish(server, linkFile, prefix) {
+  await (await openListener(server, linkFile, prefix)).publish();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -355,7 +394,6 @@ function serve(handler, listenFile) {
 // ---------------------------------------------------------------------------------------------
 
 const listenFile = listenerPath();
-const entry = handlerPath();
 
 // Node as PID 1 gets no default signal handling: make `docker stop` work for every style. A
 // program that installs its own handler (fdk style) keeps control; ours only exits if alone.
@@ -365,20 +403,21 @@ for (const signal of ['SIGTERM', 'SIGINT']) {
   });
 }
 
-let mod;
-try {
-  mod = await import(pathToFileURL(entry).href);
-} catch (error) {
-  fail(`cannot load the function ${entry}`, error);
-}
-
-// A program that loaded @fnproject/fdk serves FN_LISTENER itself, whatever it exports (fdk.handle
-// returns a closer function, which must not be mistaken for a handler).
-const fdkLoaded = Object.keys(createRequire(import.meta.url).cache).some((file) => /[\\/]@fnproject[\\/]fdk[\\/]/.test(file));
-const handler = fdkLoaded ? null : pickHandler(mod);
-if (handler) {
-  serve(handler, listenFile);
-} else {
+/**
+ * Loads the function and serves it; 'served' once the listener is published, 'program' for fdk
+ * style. `opened`: a listener a stem cell opened ahead (its server calls the handler set later).
+ */
+async function load(entry, opened) {
+  const mod = await import(pathToFileURL(entry).href);
+  // A program that loaded @fnproject/fdk serves FN_LISTENER itself, whatever it exports (fdk.handle
+  // returns a closer function, which must not be mistaken for a handler).
+  const fdkLoaded = Object.keys(createRequire(import.meta.url).cache).some((file) => /[\\/]@fnproject[\\/]fdk[\\/]/.test(file));
+  const handler = fdkLoaded ? null : pickHandler(mod);
+  if (handler) {
+    await serve(handler, listenFile, opened);
+    return 'served';
+  }
+  opened?.server.close();
   // Style (b): the program serves FN_LISTENER itself (fdk.handle). Warn if it never does.
   setTimeout(() => {
     if (!existsSync(listenFile)) {
@@ -388,4 +427,118 @@ if (handler) {
       );
     }
   }, 5_000).unref();
+  return 'program';
+}
+
+function replyJson(res, status, value) {
+  const body = Buffer.from(JSON.stringify(value), 'utf8');
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': String(body.length) });
+  res.end(body);
+}
+
+/** Stem cell: wait for one POST /specialize on stem.sock, then become that function. */
+function stemCell() {
+  let specialized = false;
+  const control = http.createServer(async (req, res) => {
+    if (req.method !== 'POST' || req.url !== '/specialize' || specialized) {
+      replyJson(res, 400, { error: { code: 'BAD_REQUEST', message: 'a stem cell takes one POST /specialize' } });
+      return;
+    }
+    specialized = true;
+    let spec;
+    try {
+      spec = JSON.parse((await readBody(req)).toString('utf8'));
+      for (const [key, value] of Object.entries(spec.env || {})) process.env[key] = String(value);
+      functionName = spec.functionName || '';
+      process.env.SKIFF_FUNCTION_NAME = functionName;
+      process.env.FN_FN_NAME = functionName;
+      process.env.SKIFF_HANDLER = spec.handler;
+      delete process.env.SKIFF_STEMCELL;
+      if (spec.cwd) process.chdir(spec.cwd);
+      const style = await load(spec.handler, await functionListener);
+      // Specialized once: the control socket goes (a ready stem cell is one with stem.sock).
+      await fsp.unlink(stemLink).catch(() => {});
+      replyJson(res, 200, { style });
+      control.close();
+    } catch (error) {
+      process.stderr.write(`skiff-bootstrap: cannot load the function ${spec?.handler ?? '(no spec)'}\n${formatError(error)}\n`);
+      res.once('finish', () => process.exit(1));
+      replyJson(res, 500, { error: { code: 'FUNCTION_START_FAILED', message: formatError(error) } });
+    }
+  });
+  control.keepAliveTimeout = 0;
+  const stemLink = path.join(path.dirname(listenFile), STEM_FILE);
+  // The function's server listens already; specializing only sets its handler and links it.
+  let handler = null;
+  const functionListener = openListener(callServer((request, context) => handler(request, context)), listenFile, 'skiff').then((listener) => ({
+    ...listener,
+    setHandler: (h) => {
+      handler = h;
+    },
+  }));
+  // Warm the paths a specialization and its first call take (ESM loader, HTTP server and parser)
+  // before saying ready, so they are not paid on the critical path.
+  void warmUp()
+    .catch((error) => process.stderr.write(`skiff-bootstrap: stem cell warm-up failed (continuing): ${formatError(error)}\n`))
+    .then(() => functionListener)
+    .then(() => publish(control, stemLink, 'stem'));
+}
+
+/**
+ * One throwaway dynamic import, then a few calls through the real call pipeline (request and
+ * context building, response mapping, the HTTP server and client) over a unix socket in /tmp.
+ */
+async function warmUp() {
+  await import('data:text/javascript,export default async () => 0');
+  // The file loaders too (resolution, package.json scope lookup, the CommonJS translator).
+  const dir = await fsp.mkdtemp('/tmp/.skiff-warmup-');
+  await fsp.writeFile(path.join(dir, 'package.json'), '{"type":"commonjs"}');
+  await fsp.writeFile(path.join(dir, 'a.js'), 'module.exports = async function a() { return require("node:path").sep; };');
+  await fsp.writeFile(path.join(dir, 'b.mjs'), 'export default async function b() { return 0; }');
+  for (const file of ['a.js', 'b.mjs']) pickHandler(await import(pathToFileURL(path.join(dir, file)).href));
+  await fsp.rm(dir, { recursive: true, force: true });
+  // process.stdout/stderr are created lazily; a function's first log line must not pay for it.
+  void process.stdout;
+  void process.stderr;
+  const socketPath = path.join('/tmp', `.skiff-warmup-${randomBytes(4).toString('hex')}.sock`);
+  const server = callServer(async (request) => ({ status: 200, headers: { 'content-type': 'text/plain', 'x-warm': '1' }, body: request.body.toString('utf8') }));
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(socketPath, resolve);
+  });
+  try {
+    for (let i = 0; i < 3; i++) {
+      await new Promise((resolve, reject) => {
+        const headers = {
+          'Fn-Call-Id': 'warmup',
+          'Fn-Deadline': new Date(Date.now() + 60_000).toISOString(),
+          'Fn-Http-Method': 'POST',
+          'Fn-Http-Request-Url': '/function/warmup/path?a=1&b=2',
+          'Fn-Http-H-Content-Type': 'text/plain',
+          'Content-Type': 'text/plain',
+        };
+        const req = http.request({ socketPath, path: '/call', method: 'POST', headers }, (res) => {
+          res.resume();
+          res.once('end', resolve);
+        });
+        req.once('error', reject);
+        req.end(Buffer.from('warm-up'));
+      });
+    }
+  } finally {
+    server.close();
+    server.closeAllConnections();
+    await fsp.unlink(socketPath).catch(() => {});
+  }
+}
+
+if (process.env.SKIFF_STEMCELL === '1') {
+  stemCell();
+} else {
+  const entry = handlerPath();
+  try {
+    await load(entry);
+  } catch (error) {
+    fail(`cannot load the function ${entry}`, error);
+  }
 }

@@ -1,0 +1,135 @@
+/**
+ * HTTP routes of async invocations (OpenFaaS paths): ANY /async-function/:name[/*] answers 202
+ * with X-Call-Id once the call is in the fsync'd journal; GET /system/dead-letters and
+ * POST /system/dead-letters/:id/replay manage the dead-letter queue; GET /system/async counts;
+ * POST /system/async/status gives the state of many calls at once.
+ * GET /system/invocations/:id consults the dispatcher through RouteDeps.asyncInvocation.
+ */
+import { randomUUID } from 'node:crypto';
+import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
+import type { SkiffConfig } from '../config.ts';
+import { SkiffError, toSkiffError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import type { AsyncDispatcher } from './async/dispatcher.ts';
+import { headerBytes, openRequest, readBody, readHeaders, sendError, sendJson, type RequestContext } from './http.ts';
+
+export interface AsyncRouteDeps {
+  config: SkiffConfig;
+  dispatcher: AsyncDispatcher;
+  logger: Logger;
+}
+
+/** Same rule as the sync route: a caller's X-Call-Id is kept when it is a sane token. */
+const CALL_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+const IDEMPOTENCY_KEY_MAX = 256;
+const DEAD_LETTER_LIST_MAX = 1000;
+const DEAD_LETTER_LIST_DEFAULT = 50;
+const STATUS_BATCH_MAX = 1000;
+const EMPTY_BODY = Buffer.alloc(0);
+
+/** Registers the async routes; call before the catch-all routes. */
+export function registerAsyncRoutes(app: TemplatedApp, deps: AsyncRouteDeps): void {
+  app.any('/async-function/:name', (res, req) => handleSubmit(res, req, deps));
+  app.any('/async-function/:name/*', (res, req) => handleSubmit(res, req, deps));
+
+  app.get('/system/dead-letters', (res, req) => {
+    const ctx = openRequest(res);
+    const params = new URLSearchParams(req.getQuery() ?? '');
+    answer(ctx, deps, async () => {
+      const limitText = params.get('limit');
+      const limit = limitText === null ? DEAD_LETTER_LIST_DEFAULT : Number(limitText);
+      if (!Number.isInteger(limit) || limit < 1 || limit > DEAD_LETTER_LIST_MAX) {
+        throw new SkiffError('BAD_REQUEST', `limit must be an integer from 1 to ${DEAD_LETTER_LIST_MAX}`);
+      }
+      sendJson(ctx, 200, deps.dispatcher.deadLetters({ functionName: params.get('function') ?? undefined, limit }));
+    });
+  });
+  app.post('/system/dead-letters/:id/replay', (res, req) => {
+    const ctx = openRequest(res);
+    const id = req.getParameter(0) ?? '';
+    // The request body (if any) is not used; read it so the connection stays usable.
+    const body = readBody(ctx, Number(req.getHeader('content-length') || 0), deps.config.gateway.maxBodyBytes);
+    answer(ctx, deps, async () => {
+      await body;
+      const view = await deps.dispatcher.replay(id);
+      sendJson(ctx, 202, view, { 'x-call-id': id });
+    });
+  });
+  app.post('/system/async/status', (res, req) => {
+    const ctx = openRequest(res);
+    const body = readBody(ctx, Number(req.getHeader('content-length') || 0), deps.config.gateway.maxBodyBytes);
+    answer(ctx, deps, async () => {
+      let ids: unknown;
+      try {
+        ids = (JSON.parse((await body).toString('utf8')) as { ids?: unknown }).ids;
+      } catch {
+        throw new SkiffError('BAD_REQUEST', 'body must be JSON: { "ids": ["…"] }');
+      }
+      if (!Array.isArray(ids) || ids.length > STATUS_BATCH_MAX || !ids.every((id) => typeof id === 'string')) {
+        throw new SkiffError('BAD_REQUEST', `ids must be an array of at most ${STATUS_BATCH_MAX} strings`);
+      }
+      sendJson(ctx, 200, deps.dispatcher.briefStatuses(ids as string[]));
+    });
+  });
+  app.get('/system/async', (res) => {
+    const ctx = openRequest(res);
+    sendJson(ctx, 200, deps.dispatcher.stats());
+  });
+}
+
+function answer(ctx: RequestContext, deps: AsyncRouteDeps, work: () => Promise<void>, headers: Record<string, string> = {}): void {
+  work().catch((err: unknown) => {
+    const skiffError = toSkiffError(err);
+    if (skiffError.code === 'INTERNAL_ERROR') deps.logger.error({ err }, 'request failed');
+    const extra: Record<string, string> = skiffError.code === 'QUEUE_FULL' || skiffError.code === 'JOURNAL_FULL' ? { 'retry-after': String(deps.config.gateway.retryAfterSeconds) } : {};
+    sendError(ctx, skiffError, { ...headers, ...extra });
+  });
+}
+
+function handleSubmit(res: HttpResponse, req: HttpRequest, deps: AsyncRouteDeps): void {
+  const ctx = openRequest(res);
+  const receivedAtMs = Date.now();
+  const functionName = req.getParameter(0) ?? '';
+  const url = req.getUrl();
+  const prefixLength = '/async-function/'.length + functionName.length;
+  const headers = readHeaders(req);
+  const callerCallId = headers['x-call-id'];
+  const id = callerCallId !== undefined && CALL_ID_PATTERN.test(callerCallId) ? callerCallId : randomUUID();
+  const method = req.getCaseSensitiveMethod();
+  const query = req.getQuery() ?? '';
+  const { maxHeaderBytes, maxBodyBytes } = deps.config.gateway;
+  if (headerBytes(headers) > maxHeaderBytes) {
+    ctx.mustClose = true;
+    sendError(ctx, new SkiffError('HEADERS_TOO_LARGE', `request headers are over the limit of ${maxHeaderBytes} bytes`), { 'x-call-id': id });
+    return;
+  }
+  const declared = Number(headers['content-length'] ?? 0);
+  const hasBody = declared > 0 || headers['transfer-encoding'] !== undefined;
+  const bodyReady = hasBody ? readBody(ctx, declared, maxBodyBytes) : Promise.resolve(EMPTY_BODY);
+  answer(
+    ctx,
+    deps,
+    async () => {
+      const body = await bodyReady;
+      const idempotencyKey = headers['idempotency-key'] ?? '';
+      if (idempotencyKey.length > IDEMPOTENCY_KEY_MAX) throw new SkiffError('BAD_REQUEST', `Idempotency-Key must be at most ${IDEMPOTENCY_KEY_MAX} characters`);
+      const accepted = await deps.dispatcher.submit({
+        id,
+        functionName,
+        method,
+        path: url.length > prefixLength ? url.slice(prefixLength) : '/',
+        query,
+        headers,
+        body,
+        traceparent: headers['traceparent'] ?? '',
+        receivedAtMs,
+        callbackUrl: headers['x-callback-url'] ?? '',
+        idempotencyKey,
+      });
+      const replyHeaders: Record<string, string> = { 'x-call-id': accepted.id };
+      if (accepted.duplicate) replyHeaders['x-idempotent-replay'] = 'true';
+      sendJson(ctx, 202, { id: accepted.id, status: deps.dispatcher.status(accepted.id) ?? 'queued' }, replyHeaders);
+    },
+    { 'x-call-id': id },
+  );
+}

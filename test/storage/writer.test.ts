@@ -1,0 +1,170 @@
+/**
+ * The table writer and the spool on their own: a fake backend stands in for ClickHouse to hold
+ * inserts back or fail them on cue (the real backends are exercised in storage.test.ts and the
+ * e2e outage test). The encoder and the spool are the real ones.
+ */
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Backend } from '../../storage/backend.ts';
+import { Encoder } from '../../storage/encoder.ts';
+import { toTupleJson } from '../../storage/rows.ts';
+import type { InvocationRecord } from '../../storage/types.ts';
+import { Spool, type SpoolEntry } from '../../storage/spool.ts';
+import { TableWriter } from '../../storage/writer.ts';
+
+interface FakeBackend extends Backend {
+  /** ids of each insert that landed, in order */
+  landed: string[][];
+  /** When set, inserts wait for it. */
+  gate: Promise<void> | undefined;
+  failWith: Error | undefined;
+}
+
+function fakeBackend(): FakeBackend {
+  const fake: FakeBackend = {
+    kind: 'server',
+    landed: [],
+    gate: undefined,
+    failWith: undefined,
+    command: async () => undefined,
+    insert: async () => undefined,
+    select: async () => [],
+    rows: async () => [],
+    close: async () => undefined,
+    async insertEncoded(_table, body, gzip) {
+      await fake.gate;
+      if (fake.failWith) throw fake.failWith;
+      const text = (gzip ? gunzipSync(body) : Buffer.from(body)).toString('utf8');
+      const ids = (JSON.parse(`[${text}]`) as Array<{ id: string }>).map((row) => row.id);
+      fake.landed.push(ids);
+    },
+  };
+  return fake;
+}
+
+const record = (id: string) => ({ id, function: 'f', receivedAtMs: 1, finishedAtMs: 2 }) as InvocationRecord;
+
+let dir: string;
+let encoder: Encoder;
+
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'skiff-writer-'));
+  encoder = new Encoder();
+});
+
+afterEach(async () => {
+  await encoder.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+function writer(backend: Backend, spool: Spool, overrides: Partial<ConstructorParameters<typeof TableWriter>[0]> = {}): TableWriter {
+  return new TableWriter({
+    table: 'invocations',
+    backend,
+    encoder,
+    spool,
+    logger: pino({ level: 'silent' }),
+    retryDelaysMs: [1],
+    replayMaxDelayMs: 20,
+    maxQueuedBatches: 1,
+    concurrency: 1,
+    compressInserts: true,
+    ...overrides,
+  });
+}
+
+describe('TableWriter', () => {
+  it('sends batches to the spool while the queue is full, without waiting, and replays them oldest first', async () => {
+    const backend = fakeBackend();
+    let open!: () => void;
+    backend.gate = new Promise((resolve) => (open = resolve));
+    const spool = await Spool.open(dir, 1 << 20, () => undefined);
+    const w = writer(backend, spool);
+    const durable = ['a', 'b', 'c', 'd'].map((id) => w.submit([record(id)]));
+    // a is in flight, b waits in the queue of one, c and d go to the spool.
+    await Promise.all([durable[2], durable[3]]);
+    expect(spool.count('invocations')).toBe(2);
+    backend.gate = undefined;
+    open();
+    await Promise.all(durable);
+    await w.whenIdle();
+    const order = backend.landed.flat();
+    expect([...order].sort()).toEqual(['a', 'b', 'c', 'd']);
+    expect(order.indexOf('c')).toBeLessThan(order.indexOf('d')); // the spool replays oldest first
+    expect(w.stats()).toMatchObject({ recordsWritten: 4, batchesSpooled: 2, batchesReplayed: 2, droppedRows: 0 });
+    expect(await readdir(dir)).toEqual([]);
+    await w.close();
+  });
+
+  it('spools a batch after its last failed attempt and keeps replaying with back-off until ClickHouse takes it', async () => {
+    const backend = fakeBackend();
+    backend.failWith = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:8123'), { code: 'ECONNREFUSED' });
+    const spool = await Spool.open(dir, 1 << 20, () => undefined);
+    const w = writer(backend, spool);
+    await w.submit([record('x'), record('y')]);
+    expect(w.stats()).toMatchObject({ retries: 1, batchesSpooled: 1 });
+    expect(spool.rows('invocations')).toBe(2);
+    const idle = w.whenIdle();
+    backend.failWith = undefined;
+    await idle;
+    expect(backend.landed).toEqual([['x', 'y']]);
+    await w.close();
+  });
+
+  it('sends live batches uncompressed when told to, and still spools them gzip-compressed', async () => {
+    const backend = fakeBackend();
+    const seen: boolean[] = [];
+    const insert = backend.insertEncoded.bind(backend);
+    backend.insertEncoded = async (table, body, gzip) => {
+      seen.push(gzip);
+      return insert(table, body, gzip);
+    };
+    const spool = await Spool.open(dir, 1 << 20, () => undefined);
+    const w = writer(backend, spool, { compressInserts: false, maxQueuedBatches: 1 });
+    backend.failWith = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+    await w.submit([record('p')]);
+    const entry = spool.oldest('invocations')!;
+    expect(gunzipSync(await spool.read(entry)).toString('utf8')).toContain('"id":"p"');
+    backend.failWith = undefined;
+    await w.submit([record('q')]); // the spool is not empty: q goes there too, behind p
+    await w.whenIdle();
+    expect(backend.landed.flat()).toEqual(['p', 'q']);
+    expect(seen.at(0)).toBe(false);
+    expect(seen.at(-1)).toBe(true);
+    await w.close();
+  });
+
+  it('replays batches a previous process left, and removes half-written files', async () => {
+    await writeFile(path.join(dir, '00000000000001-00000001-old.invocations.1.jsonl.gz.tmp'), 'torn');
+    const first = await Spool.open(dir, 1 << 20, () => undefined);
+    const encoded = await encoder.encode('invocations', toTupleJson('invocations', [record('left-over')]), true);
+    await first.put('invocations', 'old', 1, encoded.body);
+    const backend = fakeBackend();
+    const spool = await Spool.open(dir, 1 << 20, () => undefined);
+    expect(spool.count()).toBe(1);
+    const w = writer(backend, spool);
+    await w.whenIdle();
+    expect(backend.landed).toEqual([['left-over']]);
+    expect(await readdir(dir)).toEqual([]);
+    await w.close();
+  });
+});
+
+describe('Spool', () => {
+  it('deletes its oldest batches past maxBytes and reports them as dropped', async () => {
+    const dropped: SpoolEntry[] = [];
+    const body = Buffer.alloc(100, 1);
+    const spool = await Spool.open(dir, 250, (entry) => dropped.push(entry));
+    await spool.put('logs', 'one', 10, body);
+    await spool.put('invocations', 'two', 20, body);
+    expect(dropped).toEqual([]);
+    await spool.put('logs', 'three', 30, body);
+    expect(dropped.map((e) => e.batchId)).toEqual(['one']);
+    expect(spool.bytes).toBe(200);
+    expect(spool.oldest('logs')?.batchId).toBe('three');
+  });
+});
