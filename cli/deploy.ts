@@ -21,6 +21,7 @@ export async function deployDir(client: GatewayClient, dir: string, name: string
     code: bundle.toString('base64'),
     handler: manifest.handler,
     limits: manifest.limits,
+    ...(typeof manifest.network === 'boolean' ? { network: manifest.network } : {}),
     env: { ...manifestEnv, ...env },
   });
 }

@@ -110,8 +110,10 @@ const manifestSchema = z.looseObject({
       memoryMB: positiveInt('memoryMB').optional(),
       timeoutMs: positiveInt('timeoutMs').optional(),
       concurrency: positiveInt('concurrency').optional(),
+      cpus: z.number({ error: 'limits.cpus must be a positive number of cores' }).positive('limits.cpus must be a positive number of cores').optional(),
     })
     .optional(),
+  network: z.boolean({ error: 'network must be true or false' }).optional(),
   env: z.record(z.string(), z.string({ error: 'env values must be strings' }), { error: 'env must be an object of strings' }).optional(),
 });
 
@@ -120,6 +122,7 @@ export interface FunctionLimits {
   memoryMB?: number;
   timeoutMs?: number;
   concurrency?: number;
+  cpus?: number;
 }
 
 /** skiff.json after defaults: `handler` is a path relative to the folder that exists. */

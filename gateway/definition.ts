@@ -18,6 +18,9 @@ export const FUNCTION_LIMIT_BOUNDS = {
   concurrency: { min: 1, max: 1000 },
 } as const;
 
+/** CPU cores a function may ask for (CFS quota); fractions allowed. */
+export const CPU_BOUNDS = { min: 0.05, max: 64 } as const;
+
 const bounded = (field: keyof typeof FUNCTION_LIMIT_BOUNDS) =>
   z
     .number({ error: `must be an integer from ${FUNCTION_LIMIT_BOUNDS[field].min} to ${FUNCTION_LIMIT_BOUNDS[field].max}` })
@@ -39,8 +42,18 @@ const deploySchema = z
       .optional(),
     env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'names must be environment variable names'), z.string({ error: 'values must be strings' })).optional(),
     limits: z
-      .strictObject({ memoryMB: bounded('memoryMB').optional(), timeoutMs: bounded('timeoutMs').optional(), concurrency: bounded('concurrency').optional() })
+      .strictObject({
+        memoryMB: bounded('memoryMB').optional(),
+        timeoutMs: bounded('timeoutMs').optional(),
+        concurrency: bounded('concurrency').optional(),
+        cpus: z
+          .number({ error: `must be a number of cores from ${CPU_BOUNDS.min} to ${CPU_BOUNDS.max}` })
+          .min(CPU_BOUNDS.min, `must be a number of cores from ${CPU_BOUNDS.min} to ${CPU_BOUNDS.max}`)
+          .max(CPU_BOUNDS.max, `must be a number of cores from ${CPU_BOUNDS.min} to ${CPU_BOUNDS.max}`)
+          .optional(),
+      })
       .optional(),
+    network: z.boolean({ error: 'must be true or false' }).optional(),
   })
   .refine((d) => (d.code === undefined) !== (d.image === undefined), { message: 'exactly one of code or image is required', path: ['code'] });
 
@@ -100,7 +113,9 @@ export function buildDefinition(request: DeployRequest & { name: string }, versi
       memoryMB: request.limits?.memoryMB ?? config.functionDefaults.memoryMB,
       timeoutMs: request.limits?.timeoutMs ?? config.functionDefaults.timeoutMs,
       concurrency: request.limits?.concurrency ?? config.functionDefaults.concurrency,
+      ...(request.limits?.cpus !== undefined ? { cpus: request.limits.cpus } : {}),
     },
+    ...(request.network !== undefined ? { network: request.network } : {}),
   };
   return { spec, code, createdAtMs: Date.now() };
 }

@@ -322,7 +322,11 @@ export class Initiator {
     }
     const code: ErrorCode = isErrorCode(result.errorCode) ? result.errorCode : 'INTERNAL_ERROR';
     const err = new SkiffError(code, result.errorMessage || code);
-    this.#settle(result.id, { ...this.#fail(call.request, err, peer.hello.nodeId), result });
+    const failed = this.#fail(call.request, err, peer.hello.nodeId);
+    // The executor says when to come back (a full function queue): pass it on.
+    const retryAfter = result.headers['retry-after'];
+    if (retryAfter !== undefined) failed.headers['retry-after'] = retryAfter;
+    this.#settle(result.id, { ...failed, result });
   }
 
   /** Resolves once `count` executors are connected; rejects with NO_EXECUTOR after `timeoutMs`. */

@@ -25,6 +25,12 @@ describe('deploy definitions', () => {
     expect(def.spec.codeHash).toMatch(/^[0-9a-f]{64}$/);
   });
 
+  it('passes a CPU limit and a network request on to the executor', () => {
+    const def = buildDefinition(parseDeployRequest(body({ code, limits: { cpus: 0.5 }, network: true }), 'net'), 1, loadConfig({}, {}));
+    expect(def.spec.limits.cpus).toBe(0.5);
+    expect(def.spec.network).toBe(true);
+  });
+
   it('accepts a ready image instead of code', () => {
     const def = buildDefinition(parseDeployRequest(body({ image: 'example/fn:1' }), 'img'), 1, loadConfig({}, {}));
     expect(def.spec).toMatchObject({ runtime: 'image', image: 'example/fn:1', codeHash: '' });
@@ -37,7 +43,9 @@ describe('deploy definitions', () => {
     ['a bad runtime', body({ code, runtime: 'python3' }), "INVALID_FUNCTION_DEFINITION: runtime: must be 'node20' or 'image'"],
     ['a tiny memory limit', body({ code, limits: { memoryMB: 4 } }), 'INVALID_FUNCTION_DEFINITION: limits.memoryMB: must be an integer from 16 to 16384'],
     ['a fractional timeout', body({ code, limits: { timeoutMs: 1.5 } }), 'INVALID_FUNCTION_DEFINITION: limits.timeoutMs: must be an integer from 1 to 900000'],
-    ['an unknown limit', body({ code, limits: { cpus: 2 } }), 'INVALID_FUNCTION_DEFINITION: limits: unknown field cpus'],
+    ['an unknown limit', body({ code, limits: { gpus: 2 } }), 'INVALID_FUNCTION_DEFINITION: limits: unknown field gpus'],
+    ['too many cpus', body({ code, limits: { cpus: 100 } }), 'INVALID_FUNCTION_DEFINITION: limits.cpus: must be a number of cores from 0.05 to 64'],
+    ['a network flag that is not boolean', body({ code, network: 'yes' }), 'INVALID_FUNCTION_DEFINITION: network: must be true or false'],
     ['an unknown field', body({ code, handlr: 'x.js' }), 'INVALID_FUNCTION_DEFINITION: body: unknown field handlr'],
     ['a handler outside the bundle', body({ code, handler: '../etc/passwd' }), 'INVALID_FUNCTION_DEFINITION: handler: must be a relative file path inside the bundle'],
     ['a non-string env value', body({ code, env: { A: 1 } }), 'INVALID_FUNCTION_DEFINITION: env.A: values must be strings'],
