@@ -137,7 +137,9 @@ describe('readFunctionManifest', () => {
     ['outside-handler', { 'skiff.json': '{"handler":"../x.js"}' }, /handler must be a path inside the function folder/],
     ['bad-limit', { 'index.js': '', 'skiff.json': '{"limits":{"memoryMB":-1}}' }, /limits\.memoryMB must be a positive integer/],
     ['bad-env', { 'index.js': '', 'skiff.json': '{"env":{"A":1}}' }, /env.A: env values must be strings/],
-    ['unknown-limit', { 'index.js': '', 'skiff.json': '{"limits":{"cpus":2}}' }, /limits.*cpus/],
+    ['unknown-limit', { 'index.js': '', 'skiff.json': '{"limits":{"gpus":2}}' }, /limits.*gpus/],
+    ['bad-cpus', { 'index.js': '', 'skiff.json': '{"limits":{"cpus":-1}}' }, /limits\.cpus must be a positive number of cores/],
+    ['bad-network', { 'index.js': '', 'skiff.json': '{"network":"yes"}' }, /network must be true or false/],
   ])('rejects %s with a message naming the problem', async (name, files, message) => {
     const dir = await makeFolder(`invalid-${name}`, files);
     await expect(readFunctionManifest(dir)).rejects.toThrow(message);
