@@ -68,8 +68,10 @@ export const DEFAULTS = {
     nodeId: os.hostname(),
     /** This node's zone (site, rack), reported to gateways ('' for none). */
     zone: '',
-    /** The gateways' ROUTER endpoints this executor connects to. */
+    /** The gateways' ROUTER endpoints this executor connects to; a name is expanded to all its addresses. */
     gatewayEndpoints: ['tcp://127.0.0.1:7100'],
+    /** How often gateway names are resolved again, to follow gateways scaling in and out. */
+    gatewayResolveIntervalMs: 10_000,
     runtimeImage: 'skiff/runtime-node20:latest',
     /** Calls this executor accepts at once before the gateway must wait (advertised as credit). */
     maxInFlight: 64,
@@ -203,6 +205,7 @@ const configSchema = z.strictObject({
       .strictObject({ publicKey: curveKey('executor.curve.publicKey'), secretKey: curveKey('executor.curve.secretKey'), gatewayPublicKey: curveKey('executor.curve.gatewayPublicKey') })
       .refine((c) => (c.publicKey === '') === (c.secretKey === '') && (c.secretKey === '') === (c.gatewayPublicKey === ''), 'executor.curve.publicKey, executor.curve.secretKey and executor.curve.gatewayPublicKey must be set together'),
     gatewayEndpoints: z.array(zmqEndpoint('executor.gatewayEndpoints[]')).min(1, 'executor.gatewayEndpoints must list at least one endpoint'),
+    gatewayResolveIntervalMs: positiveInt('executor.gatewayResolveIntervalMs'),
     runtimeImage: z.string().min(1, 'executor.runtimeImage must name an image'),
     maxInFlight: positiveInt('executor.maxInFlight'),
     idleTimeoutMs: positiveInt('executor.idleTimeoutMs'),

@@ -22,6 +22,7 @@ import { MemoryBudget, resolveMemoryBudgetMb } from './memory-budget.ts';
 import type { ExecutorPaths } from './paths.ts';
 import { WarmPool, type StateCounts } from './pool.ts';
 import { FunctionRegistry } from './registry.ts';
+import { hasNamedGateways, resolveGatewayEndpoints } from './gateway-discovery.ts';
 import { TelemetryBatcher, type TelemetryRoute } from './telemetry.ts';
 
 /** Longest an idle-container check waits between passes. */
@@ -75,6 +76,7 @@ export class Executor {
   readonly #pool: WarmPool;
   readonly #telemetry = new TelemetryBatcher();
   readonly #dealers: BusDealer[] = [];
+  #discovery: NodeJS.Timeout | undefined;
   readonly #invocations = new Set<Promise<void>>();
   readonly #startedAtMs = Date.now();
   #state: ExecutorState = EXECUTOR_STATE.RUNNING;
@@ -122,36 +124,58 @@ export class Executor {
   }
 
   /** Connects to every gateway and starts the idle reaper. */
-  start(): void {
-    const { executor, bus } = this.#config;
-    for (const endpoint of executor.gatewayEndpoints) {
-      const dealer: BusDealer = new BusDealer(
-        {
-          endpoint,
-          hello: { nodeId: this.nodeId, zone: executor.zone, pid: process.pid, maxInFlight: executor.maxInFlight, startedAtMs: this.#startedAtMs },
-          heartbeatIntervalMs: bus.heartbeatIntervalMs,
-          heartbeatMissLimit: bus.heartbeatMissLimit,
-          inFlight: () => this.#inFlight,
-          curve: executor.curve.secretKey
-            ? { publicKey: executor.curve.publicKey, secretKey: executor.curve.secretKey, serverPublicKey: executor.curve.gatewayPublicKey }
-            : undefined,
-        },
-        {
-          onMessage: (message) => this.#onMessage(dealer, message),
-          onConnected: () => {
-            this.#logger.info({ endpoint }, 'connected to gateway');
-            dealer.send(MessageType.CREDIT, this.#creditHeader());
-          },
-          onLost: () => this.#logger.warn({ endpoint }, 'gateway stopped answering'),
-        },
-      );
-      this.#dealers.push(dealer);
-      dealer.start();
+  async start(): Promise<void> {
+    const { executor } = this.#config;
+    for (const endpoint of await resolveGatewayEndpoints(executor.gatewayEndpoints)) this.#addDealer(endpoint);
+    if (hasNamedGateways(executor.gatewayEndpoints)) {
+      // Gateways scale in and out behind their name: follow its addresses.
+      this.#discovery = setInterval(() => void this.#refreshGateways(), executor.gatewayResolveIntervalMs);
+      this.#discovery.unref();
     }
     const reapEveryMs = Math.max(1, Math.min(Math.floor(executor.idleTimeoutMs / 2), MAX_REAP_INTERVAL_MS));
     this.#reaper = setInterval(() => this.#pool.reapIdle(), reapEveryMs);
     this.#reaper.unref();
     this.#pool.start();
+  }
+
+  /** Connects one more gateway. */
+  #addDealer(endpoint: string): void {
+    const { executor, bus } = this.#config;
+    const dealer: BusDealer = new BusDealer(
+      {
+        endpoint,
+        hello: { nodeId: this.nodeId, zone: executor.zone, pid: process.pid, maxInFlight: executor.maxInFlight, startedAtMs: this.#startedAtMs },
+        heartbeatIntervalMs: bus.heartbeatIntervalMs,
+        heartbeatMissLimit: bus.heartbeatMissLimit,
+        inFlight: () => this.#inFlight,
+        curve: executor.curve.secretKey
+          ? { publicKey: executor.curve.publicKey, secretKey: executor.curve.secretKey, serverPublicKey: executor.curve.gatewayPublicKey }
+          : undefined,
+      },
+      {
+        onMessage: (message) => this.#onMessage(dealer, message),
+        onConnected: () => {
+          this.#logger.info({ endpoint }, 'connected to gateway');
+          dealer.send(MessageType.CREDIT, this.#creditHeader());
+        },
+        onLost: () => this.#logger.warn({ endpoint }, 'gateway stopped answering'),
+      },
+    );
+    this.#dealers.push(dealer);
+    dealer.start();
+  }
+
+  /** Re-resolves gateway names: connects new addresses, drops vanished ones. */
+  async #refreshGateways(): Promise<void> {
+    const wanted = new Set(await resolveGatewayEndpoints(this.#config.executor.gatewayEndpoints));
+    if (this.#state !== EXECUTOR_STATE.RUNNING) return;
+    for (const dealer of [...this.#dealers]) {
+      if (wanted.has(dealer.endpoint)) continue;
+      this.#dealers.splice(this.#dealers.indexOf(dealer), 1);
+      this.#logger.info({ endpoint: dealer.endpoint }, 'gateway address gone');
+      void dealer.close('gateway address gone');
+    }
+    for (const endpoint of wanted) if (!this.#dealers.some((d) => d.endpoint === endpoint)) this.#addDealer(endpoint);
   }
 
   stats(): ExecutorStats {
@@ -345,6 +369,7 @@ export class Executor {
   async #close(): Promise<void> {
     this.#state = EXECUTOR_STATE.CLOSING;
     clearInterval(this.#reaper);
+    clearInterval(this.#discovery);
     this.#pool.close(new SkiffError('EXECUTOR_LOST', 'the executor is shutting down'));
     this.#sendCredit();
     let drainTimer: NodeJS.Timeout | undefined;
@@ -371,6 +396,7 @@ export class Executor {
     if (this.#state === EXECUTOR_STATE.CLOSED) return this.#closing ?? Promise.resolve();
     this.#state = EXECUTOR_STATE.CLOSED;
     clearInterval(this.#reaper);
+    clearInterval(this.#discovery);
     this.#pool.close(new SkiffError('EXECUTOR_LOST', 'the executor was destroyed'));
     this.#telemetry.close();
     const done = (async () => {

@@ -86,7 +86,7 @@ export async function startExecutor(config: SkiffConfig, options: StartExecutorO
   await removeLeftovers(driver, nodeId, paths, logger);
   await verifyRuntimeImage(driver, runtimeImage);
   const executor = new ExecutorImpl({ config, logger, driver, paths });
-  executor.start();
+  await executor.start();
   logger.info({ nodeId, gateways: config.executor.gatewayEndpoints, runtimeImage }, 'executor started');
   return executor;
 }
