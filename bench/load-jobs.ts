@@ -71,6 +71,8 @@ export interface DurationResult {
   requests: number;
   errors: number;
   non2xx: number;
+  /** The first few distinct error messages (connection errors, timeouts), to say what failed. */
+  errorMessages: string[];
   durationS: number;
   generator: GeneratorCost;
 }

@@ -51,6 +51,7 @@ async function runDuration(job: DurationJob): Promise<DurationResult> {
   const histogram = newHistogram();
   const paths = job.roundRobinPaths;
   let next = 0;
+  const errorMessages = new Set<string>();
   const { value: result, generator } = await metered(
     () =>
       new Promise<autocannon.Result>((resolve, reject) => {
@@ -72,6 +73,9 @@ async function runDuration(job: DurationJob): Promise<DurationResult> {
         instance.on('response', (_client, statusCode, _bytes, responseTimeMs) => {
           if (statusCode >= 200 && statusCode < 300) recordMs(histogram, responseTimeMs);
         });
+        instance.on('reqError', (err: Error) => {
+          if (errorMessages.size < MAX_ERROR_MESSAGES) errorMessages.add(err.message);
+        });
       }),
   );
   const out: DurationResult = {
@@ -81,6 +85,7 @@ async function runDuration(job: DurationJob): Promise<DurationResult> {
     requests: result.requests.total,
     errors: result.errors + result.timeouts,
     non2xx: result.non2xx,
+    errorMessages: [...errorMessages],
     durationS: result.duration,
     generator,
   };

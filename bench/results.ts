@@ -4,6 +4,7 @@
  * (so a report can show any scenario), and the scenario's own rows for charts.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { describeCommit, describeMachine, type MachineInfo } from './machine.ts';
 import { ROOT } from './skiff.ts';
@@ -27,15 +28,22 @@ export interface ResultFile<Row> {
   baseline: string;
   /** Load generator CPU: the highest share of one core it used in any run, and the mean. */
   generator?: { maxCpuPercent: number; meanCpuPercent: number };
-  /** Things a reader must know (a feature missing, a step skipped). */
+  /** Things a reader must know (a feature missing, a step skipped, a busy machine). */
   notes: string[];
+  /** The machine's 1/5/15-minute load averages when the result was written. */
+  loadAverage?: number[];
   table: PrintedTable;
   rows: Row[];
 }
 
 /** Writes `<RESULTS_DIR>/<scenario>.json`; returns its path. */
 export function writeResult<Row>(result: Omit<ResultFile<Row>, 'date' | 'machine' | 'commit' | 'dirty'>): string {
-  const full: ResultFile<Row> = { ...result, date: new Date().toISOString(), machine: describeMachine(), ...describeCommit() };
+  const machine = describeMachine();
+  const loadAverage = os.loadavg().map((l) => Number(l.toFixed(1)));
+  const notes = [...result.notes];
+  // Over one runnable task per core for the last 5 minutes: something else shared the machine.
+  if (loadAverage[1] > machine.cores) notes.push(`Load average ${loadAverage.join(' / ')} (1/5/15 min) on ${machine.cores} cores when this was written: the machine was busy, so these figures are pessimistic.`);
+  const full: ResultFile<Row> = { ...result, notes, loadAverage, date: new Date().toISOString(), machine, ...describeCommit() };
   mkdirSync(RESULTS_DIR, { recursive: true });
   const file = path.join(RESULTS_DIR, `${result.scenario}.json`);
   writeFileSync(file, `${JSON.stringify(full, null, 2)}\n`);

@@ -154,6 +154,10 @@ async function main(): Promise<void> {
           }
         }
         const summary = { direct: summarize(runs.direct), proxy: summarize(runs.proxy), full: summarize(runs.full) };
+        for (const name of TARGETS) {
+          const messages = [...new Set(runs[name].flatMap((r) => r.errorMessages))];
+          if (messages.length > 0) notes.push(`${payloadLabel(payloadBytes)} × ${connections}, ${name}: errors were ${messages.map((m) => JSON.stringify(m)).join(', ')}`);
+        }
         const live = await docker.getContainer(container.id).inspect().then((i) => i.State.Running, () => false);
         if (!live) {
           notes.push(`The warm container was gone after ${payloadLabel(payloadBytes)} × ${connections} connections (crashed or OOM-killed); direct and proxy figures from then on are not comparable. Stopped there.`);
@@ -193,6 +197,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${renderTable(headers, tableRows)}\n`);
     const gen = generatorCpu(cpu);
     log(`load generator CPU: max ${gen.maxCpuPercent}% of one core, mean ${gen.meanCpuPercent}% (its own process)`);
+    for (const note of notes) log(`NOTE: ${note}`);
     const file = writeResult<WarmInvokeRow>({
       scenario: 'warm-invoke',
       settings: { durationS: DURATION_S, largePayloadDurationS: durationFor(LARGE_PAYLOAD_BYTES), runs: RUNS, functionMemoryMb: FUNCTION_MEMORY_MB, connections: CONNECTIONS, payloadBytes: PAYLOADS, functionConcurrency: FUNCTION_CONCURRENCY, loadGenerator: 'autocannon 8 in its own process; latency from per-response times, µs HDR histogram' },

@@ -37,6 +37,7 @@ describe('LoadGenerator', () => {
     const result = await generator.run({ kind: 'duration', target: { url: `${url}/a`, method: 'POST', headers: {}, body: Buffer.from('x') }, connections: 2, durationS: 1 });
     expect(result.requests).toBeGreaterThan(0);
     expect(result.errors + result.non2xx).toBe(0);
+    expect(result.errorMessages).toEqual([]);
     expect(result.latencyUs.p50).toBeGreaterThan(0);
     expect(result.latencyUs.p50).toBeLessThanOrEqual(result.latencyUs.p99);
     expect(result.generator.cpuPercent).toBeGreaterThan(0);
