@@ -43,8 +43,12 @@ export interface Cluster {
 
 let runtimeImage: Promise<string> | undefined;
 
-/** A free loopback port below the kernel's ephemeral range. */
-async function freeFixedPort(): Promise<number> {
+/**
+ * A free loopback port below the kernel's ephemeral range, for a listener that must come back on
+ * the same port: clients retrying a closed ephemeral port can be handed that very port as their
+ * own (a TCP self-connect), which then keeps the listener from binding it again.
+ */
+export async function freeFixedPort(): Promise<number> {
   let low = 32768;
   try {
     low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || low;

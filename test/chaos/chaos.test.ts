@@ -4,14 +4,13 @@
  * take a callback receiver down — and count that no accepted async invocation is lost. The
  * counts go to bench/results/chaos.json.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { describeCommit, describeMachine } from '../../bench/machine.ts';
-import { startCluster, asyncStatus, type Cluster } from '../async/cluster.ts';
+import { asyncStatus, freeFixedPort, startCluster, type Cluster } from '../async/cluster.ts';
 import { call, CLICKHOUSE_TEST_URL, eventually, json, REPO_ROOT } from '../e2e/harness.ts';
 import { submitAll, waitForFinal, type FinalStates, type Submission } from './submitter.ts';
 
@@ -98,6 +97,15 @@ async function clickhouse<T>(sql: string): Promise<T[]> {
 afterAll(() => {
   const dir = path.join(REPO_ROOT, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, 'chaos.json');
+  // A run of some scenarios (vitest -t) keeps the others' last rows.
+  let previous: ChaosRow[] = [];
+  try {
+    previous = (JSON.parse(readFileSync(file, 'utf8')) as { rows: ChaosRow[] }).rows;
+  } catch {
+    // No earlier results.
+  }
+  const ran = new Set(rows.map((r) => r.scenario));
   const result = {
     scenario: 'chaos',
     date: new Date().toISOString(),
@@ -109,9 +117,9 @@ afterAll(() => {
       'duplicateExecutions = executions (the functions\' stored `exec <id>` / `fail <id>` lines) beyond the attempts that completed; allowed by at-least-once.',
       'Both async scenarios use the ClickHouse server backend so the test can count per-(id, attempt) rows and log lines with SQL; test/async covers a chDB gateway restart.',
     ],
-    rows,
+    rows: [...rows, ...previous.filter((r) => !ran.has(r.scenario))],
   };
-  writeFileSync(path.join(dir, 'chaos.json'), `${JSON.stringify(result, null, 2)}\n`);
+  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
 });
 
 describe('chaos: the executor is SIGKILLed twice during 2,000 async submits', () => {
@@ -225,13 +233,8 @@ describe('chaos: the callback receiver is down', () => {
   it(`delivers callbacks after a ${CALLBACK_OUTAGE_MS / 1000} s outage of the receiver`, async () => {
     cluster = await startCluster({ backend: 'server', gatewayEnv, executorEnv: busEnv });
     await cluster.deploy('exec-log', 'exec-log');
-    // Reserve a port, then close it: the receiver is "down" (connection refused) until it listens again.
-    const probe = createServer();
-    probe.listen(0, '127.0.0.1');
-    await once(probe, 'listening');
-    const port = (probe.address() as AddressInfo).port;
-    probe.close();
-    await once(probe, 'close');
+    // Nothing listens on the port: the receiver is "down" (connection refused) until it listens.
+    const port = await freeFixedPort();
     const url = `http://127.0.0.1:${port}/callback`;
     const ids: string[] = [];
     for (let i = 0; i < 20; i++) {
