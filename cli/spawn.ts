@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import Dockerode from 'dockerode';
 
 const CLI_ENTRY = path.join(path.dirname(fileURLToPath(import.meta.url)), 'bin.ts');
 const DEFAULT_READY_TIMEOUT_MS = 120_000;
@@ -24,7 +25,7 @@ export interface SpawnedSkiff {
   process: ChildProcess;
   /** Everything the process printed, for failure messages. */
   output: string[];
-  /** SIGTERM and wait: the executor removes its containers on the way out. */
+  /** SIGTERM and wait (the executor removes its containers), then remove any its node left. */
   stop(): Promise<void>;
 }
 
@@ -79,6 +80,10 @@ export async function spawnSkiff(options: SpawnOptions = {}): Promise<SpawnedSki
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       await exited;
+      // An executor that was killed (tests do that) left its containers behind: sweep its label.
+      const docker = new Dockerode();
+      const leftovers = await docker.listContainers({ all: true, filters: { label: [`skiff.node=${nodeId}`] } }).catch(() => []);
+      await Promise.all(leftovers.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
     },
   };
 }

@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import Dockerode from 'dockerode';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = path.join(ROOT, 'cli', 'bin.ts');
@@ -102,6 +103,12 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const teardown = async () => {
     for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
     await Promise.all(children.map(exited));
+    // A host failed on purpose had its executor SIGKILLed: nobody removed its containers.
+    const docker = new Dockerode();
+    for (const index of Array.from({ length: options.hosts }, (_, i) => i + 1)) {
+      const leftovers = await docker.listContainers({ all: true, filters: { label: [`skiff.node=cluster-${tag}-h${index}`] } });
+      await Promise.all(leftovers.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+    }
     forwarder?.close();
     for (const ns of namespaces) quietly(() => ip('netns', 'del', ns));
     quietly(() => ip('link', 'del', bridge));
