@@ -10,8 +10,6 @@ import type { ContainerDriver, ContainerExit, ContainerOutput, ContainerSpec } f
 
 /** How long Docker may take to answer a ping before the engine counts as down. */
 const PING_TIMEOUT_MS = 5_000;
-/** Docker's own log of a function container is only a debugging aid: keep it small. */
-const DOCKER_LOG_MAX_SIZE = '1m';
 /** CFS period the CPU quota is expressed in (Docker's default), microseconds. */
 const CPU_PERIOD_US = 100_000;
 
@@ -58,8 +56,9 @@ function withMounts(host: HostConfig, spec: ContainerSpec): HostConfig {
 }
 
 function withLifecycle(host: HostConfig): HostConfig {
-  // The executor removes its containers itself, after reading their exit code.
-  return { ...host, AutoRemove: false, RestartPolicy: { Name: 'no' }, LogConfig: { Type: 'json-file', Config: { 'max-size': DOCKER_LOG_MAX_SIZE, 'max-file': '1' } } };
+  // The executor removes its containers itself, after reading their exit code. Output is read
+  // through attach and stored in ClickHouse: a Docker log driver would copy every line again.
+  return { ...host, AutoRemove: false, RestartPolicy: { Name: 'no' }, LogConfig: { Type: 'none', Config: {} } };
 }
 
 /** Docker create options for a spec (pure; exported for unit tests). */
