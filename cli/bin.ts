@@ -17,6 +17,8 @@ import { deployDir } from './deploy.ts';
 import { renderTable } from './table.ts';
 import { up } from './up.ts';
 
+/** In-flight calls drain for up to 30 s, then containers are removed: past this, exit anyway. */
+const EXECUTOR_STOP_MAX_MS = 45_000;
 const DEFAULT_URL = process.env.SKIFF_URL ?? 'http://127.0.0.1:8080';
 
 function port(value: string): number {
@@ -114,7 +116,13 @@ program
     const logger = createLogger('executor', config.logLevel);
     logger.info({ config: redactConfig(config) }, 'configuration');
     const executor = await startExecutor(config, { logger });
-    onSignals(() => executor.close());
+    // A Docker engine that stops answering must not keep the executor alive: bound the stop.
+    onSignals(() =>
+      Promise.race([
+        executor.close(),
+        new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`the executor did not stop within ${EXECUTOR_STOP_MAX_MS} ms`)), EXECUTOR_STOP_MAX_MS).unref()),
+      ]),
+    );
   });
 
 program
