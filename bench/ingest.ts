@@ -18,6 +18,7 @@
  * Writes bench/results/ingest.json.
  */
 import { execFileSync, fork } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -144,7 +145,38 @@ interface LoggingRow {
   p50Us: Spread;
   p99Us: Spread;
   errors: number;
+  /** CPU per 1000 calls (ms) of each part, summed over the runs: where logging's cost goes. */
+  cpuMsPer1000Calls: Record<string, number>;
   runs: DurationResult[];
+}
+
+const CLOCK_TICKS_PER_S = 100;
+
+/** CPU ms so far of every process, grouped: Skiff's gateway+storage, its executor, dockerd, containerd, the function containers. */
+function cpuByPart(skiffPid: number, executorPid: number): Map<string, number> {
+  const parts = new Map<string, number>();
+  for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
+    let stat: string;
+    let cmdline: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+    } catch {
+      continue; // exited meanwhile
+    }
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ms = ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S;
+    const id = Number(pid);
+    const part =
+      id === skiffPid ? 'gateway+storage'
+        : id === executorPid ? 'executor'
+          : /(^|\/)dockerd /.test(cmdline) ? 'dockerd'
+            : /containerd/.test(cmdline) ? 'containerd'
+              : /bootstrap\.mjs/.test(cmdline) ? 'function containers'
+                : undefined;
+    if (part) parts.set(part, (parts.get(part) ?? 0) + ms);
+  }
+  return parts;
 }
 
 async function loggingOnOff(): Promise<{ rows: LoggingRow[]; logRowsStored: number; cpu: number[] }> {
@@ -161,11 +193,15 @@ async function loggingOnOff(): Promise<{ rows: LoggingRow[]; logRowsStored: numb
     await client.json('PUT', '/system/functions/log-off', { code, handler: 'index.mjs', env: { LINES: '0' }, limits });
     await client.json('PUT', '/system/functions/log-on', { code, handler: 'index.mjs', env: { LINES: String(LOG_LINES_PER_CALL) }, limits });
     const runs: Record<'off' | 'on', DurationResult[]> = { off: [], on: [] };
+    const cpuMs: Record<'off' | 'on', Map<string, number>> = { off: new Map(), on: new Map() };
+    const skiffPid = skiff.process.pid ?? -1;
     const target = (name: string) => ({ url: `${skiff.url}/function/${name}`, method: 'POST' as const, headers: { 'content-type': 'text/plain' }, body: Buffer.from('hello') });
     for (const name of ['log-off', 'log-on']) await generator.run({ kind: 'duration', target: target(name), connections: CONNECTIONS, durationS: 1 }); // warm-up: containers up
     for (let run = 0; run < RUNS; run++) {
       for (const mode of run % 2 === 0 ? (['off', 'on'] as const) : (['on', 'off'] as const)) {
+        const before = cpuByPart(skiffPid, skiff.executorPid);
         const result = await generator.run({ kind: 'duration', target: target(`log-${mode}`), connections: CONNECTIONS, durationS: DURATION_S });
+        for (const [part, ms] of cpuByPart(skiffPid, skiff.executorPid)) cpuMs[mode].set(part, (cpuMs[mode].get(part) ?? 0) + ms - (before.get(part) ?? 0));
         runs[mode].push(result);
         log(`logging ${mode} run ${run + 1}: ${Math.round(result.requestsPerSec)} req/s, p99 ${result.latencyUs.p99} µs`);
       }
@@ -176,6 +212,9 @@ async function loggingOnOff(): Promise<{ rows: LoggingRow[]; logRowsStored: numb
       p50Us: spreadOf(runs[mode], (r) => r.latencyUs.p50),
       p99Us: spreadOf(runs[mode], (r) => r.latencyUs.p99),
       errors: runs[mode].reduce((n, r) => n + r.errors + r.non2xx, 0),
+      cpuMsPer1000Calls: Object.fromEntries(
+        [...cpuMs[mode]].map(([part, ms]) => [part, Number(((ms * 1000) / Math.max(1, runs[mode].reduce((n, r) => n + r.requests, 0))).toFixed(1))]),
+      ),
       runs: runs[mode],
     }));
     const stats = await client.json<{ storage: StorageStats }>('GET', '/system/stats');
@@ -211,14 +250,17 @@ async function main(): Promise<void> {
   const headers = ['backend', 'table', 'batch rows', 'rows', 'seconds', 'rows/s', 'spooled batches', 'storage process CPU % (all threads)'];
   const tableRows = points.map((p) => [p.backend, p.kind, p.batchRows, p.rows, p.seconds, p.rowsPerSec, p.batchesSpooled, p.cpuPercent]);
   process.stdout.write(`\n${renderTable(headers, tableRows)}\n\n`);
-  const loggingHeaders = ['logging', 'req/s', 'p50 µs', 'p99 µs', 'errors'];
-  const loggingRows = logging.rows.map((r) => [r.logging, formatSpread(r.requestsPerSec), formatSpread(r.p50Us), formatSpread(r.p99Us), r.errors]);
+  const parts = ['gateway+storage', 'executor', 'dockerd', 'containerd', 'function containers'];
+  const loggingHeaders = ['logging', 'req/s', 'p50 µs', 'p99 µs', 'errors', ...parts.map((p) => `${p} CPU ms/1k calls`)];
+  const loggingRows = logging.rows.map((r) => [r.logging, formatSpread(r.requestsPerSec), formatSpread(r.p50Us), formatSpread(r.p99Us), r.errors, ...parts.map((p) => r.cpuMsPer1000Calls[p] ?? 0)]);
   process.stdout.write(`${renderTable(loggingHeaders, loggingRows)}\n\n`);
+  const added = parts.map((p) => `${p} +${((on.cpuMsPer1000Calls[p] ?? 0) - (off.cpuMsPer1000Calls[p] ?? 0)).toFixed(0)}`).join(', ');
+  const costNote = `logging on (${LOG_LINES_PER_CALL} lines per call) adds CPU ms per 1000 calls: ${added}`;
   const verdicts = [
     `log rows into the server: best ${bestServerLogs} rows/s (goal ≥ ${GOAL_LOG_ROWS_PER_S}): ${bestServerLogs >= GOAL_LOG_ROWS_PER_S ? 'met' : 'NOT met'}`,
     `warm p99 logging on / off: ${p99Ratio} (goal ≤ ${GOAL_P99_RATIO}): ${p99Ratio <= GOAL_P99_RATIO ? 'met' : 'NOT met'}`,
   ];
-  for (const v of verdicts) process.stdout.write(`${v}\n`);
+  for (const v of [...verdicts, costNote]) process.stdout.write(`${v}\n`);
 
   const file = writeResult({
     scenario: 'ingest',
@@ -227,6 +269,7 @@ async function main(): Promise<void> {
     generator: generatorCpu(logging.cpu),
     notes: [
       ...verdicts,
+      costNote,
       `load average (1/5/15 min) ${loadBefore} at start, ${os.loadavg().map((v) => v.toFixed(1)).join(' ')} at end on ${os.availableParallelism()} cores: figures taken on a busy machine are lower bounds`,
       'rows/s: whole write path (batcher, encoder worker, insert; spool when the queue is full), clock stopped by drain() once every row is in ClickHouse; records built before the clock starts; one child process per point',
       `logging on stored ${logging.logRowsStored} log rows; warm-invoke on embedded chDB (skiff up's default), ${CONNECTIONS} connections, ${RUNS} interleaved runs of ${DURATION_S} s`,
