@@ -17,23 +17,15 @@ import type { Initiator, InvocationRequest } from '../initiator.ts';
 import type { FunctionRegistry } from '../registry.ts';
 import { CallbackSender } from './callbacks.ts';
 import { DeadLetterIndex, replayedEntry } from './dead-letters.ts';
-import { Journal, type JournalEntry } from './journal.ts';
+import { Journal, type JournalEntry, type RequestFields } from './journal.ts';
 import { ReadyQueues } from './ready-queues.ts';
 import { backoffMs, classifyOutcome } from './retry-policy.ts';
 import { transition, type Completion, type Transition } from './transition.ts';
 import { describeDeadLetter, describeInvocation, type AsyncInvocationView, type AsyncStatus, type DeadLetterView } from './views.ts';
 
 /** One async call as the HTTP layer hands it over. */
-export interface AsyncSubmission {
-  id: string;
-  functionName: string;
-  method: string;
-  path: string;
-  query: string;
-  headers: Record<string, string>;
+export interface AsyncSubmission extends RequestFields {
   body: Buffer;
-  traceparent: string;
-  receivedAtMs: number;
   callbackUrl: string;
   idempotencyKey: string;
 }

@@ -15,6 +15,7 @@
 import { mkdirSync } from 'node:fs';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { SkiffError } from '../../errors.ts';
+import type { InvocationRequest } from '../initiator.ts';
 import type { OutcomeClass } from './retry-policy.ts';
 
 /** States kept on disk; 'running' exists only in the dispatcher's memory. */
@@ -56,16 +57,11 @@ export interface CallbackStatus {
   deliveredAtMs: number;
 }
 
+/** The request as the initiator runs it, less its body (kept apart in the journal). */
+export type RequestFields = Pick<InvocationRequest, 'id' | 'functionName' | 'method' | 'path' | 'query' | 'headers' | 'traceparent' | 'receivedAtMs'>;
+
 /** One accepted async invocation. */
-export interface JournalEntry {
-  id: string;
-  functionName: string;
-  method: string;
-  path: string;
-  query: string;
-  headers: Record<string, string>;
-  traceparent: string;
-  receivedAtMs: number;
+export interface JournalEntry extends RequestFields {
   requestBytes: number;
   idempotencyKey: string;
   state: JournalState;
