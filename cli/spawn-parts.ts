@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { removeNodeContainers } from './spawn.ts';
 
 const CLI_ENTRY = path.join(path.dirname(fileURLToPath(import.meta.url)), 'bin.ts');
 const DEFAULT_READY_TIMEOUT_MS = 120_000;
@@ -115,5 +116,7 @@ export function spawnExecutor(options: ExecutorSpawnOptions): SkiffProcess {
     },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
-  return track(child, []);
+  const tracked = track(child, []);
+  // A killed executor leaves its containers: stopping it also sweeps its node's label.
+  return { ...tracked, stop: async () => { await tracked.stop(); await removeNodeContainers(options.nodeId); } };
 }

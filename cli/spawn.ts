@@ -38,6 +38,13 @@ export interface SpawnOptions {
   readyTimeoutMs?: number;
 }
 
+/** Removes every container an executor with `nodeId` made (for executors that were killed). */
+export async function removeNodeContainers(nodeId: string): Promise<void> {
+  const docker = new Dockerode();
+  const leftovers = await docker.listContainers({ all: true, filters: { label: [`skiff.node=${nodeId}`] } }).catch(() => []);
+  await Promise.all(leftovers.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+}
+
 /** Starts `skiff up --ready-json`; a unique node id and ClickHouse database keep instances apart. */
 export async function spawnSkiff(options: SpawnOptions = {}): Promise<SpawnedSkiff> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'skiff-'));
@@ -81,9 +88,7 @@ export async function spawnSkiff(options: SpawnOptions = {}): Promise<SpawnedSki
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       await exited;
       // An executor that was killed (tests do that) left its containers behind: sweep its label.
-      const docker = new Dockerode();
-      const leftovers = await docker.listContainers({ all: true, filters: { label: [`skiff.node=${nodeId}`] } }).catch(() => []);
-      await Promise.all(leftovers.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+      await removeNodeContainers(nodeId);
     },
   };
 }

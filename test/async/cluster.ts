@@ -13,6 +13,7 @@ import Dockerode from 'dockerode';
 import { GatewayClient } from '../../cli/client.ts';
 import { deployDir } from '../../cli/deploy.ts';
 import { spawnExecutor, spawnGateway, type GatewayProcess, type SkiffProcess } from '../../cli/spawn-parts.ts';
+import { removeNodeContainers } from '../../cli/spawn.ts';
 import { ensureRuntimeImage } from '../../executor/index.ts';
 import { call, CLICKHOUSE_TEST_URL, eventually, json } from '../e2e/harness.ts';
 
@@ -120,6 +121,8 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     async stop() {
       await cluster.executor?.stop();
       await cluster.gateway.stop();
+      // An executor killed last (and not restarted) left its containers.
+      await removeNodeContainers(nodeId);
     },
   };
   await cluster.startExecutor();
