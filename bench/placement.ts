@@ -21,6 +21,7 @@ import { choosePlacement, leastLoaded, PlacementState, random, type PlacementCan
 import { renderSvg } from './charts.ts';
 import { knobInt, knobList } from './knobs.ts';
 import { RESULTS_DIR, writeResult } from './results.ts';
+import { SeededRandom } from './trace/random.ts';
 
 const SCENARIO = 'placement';
 const settings = {
@@ -52,14 +53,8 @@ const POLICIES: ReadonlyArray<readonly [string, PlacementPolicy, PlacementOption
 
 /** mulberry32: a small seeded uniform [0, 1) source. */
 function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const random = new SeededRandom(seed);
+  return () => random.next();
 }
 
 /** A binary min-heap of (time, value). */

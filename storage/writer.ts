@@ -15,6 +15,7 @@ import type { Encoder } from './encoder.ts';
 import { isPoisonError } from './errors.ts';
 import { toTupleJson, type RecordOf } from './rows.ts';
 import type { TableName } from './schema.ts';
+import type { TableStats } from './types.ts';
 import type { Spool, SpoolEntry } from './spool.ts';
 
 export interface WriterOptions {
@@ -35,16 +36,8 @@ export interface WriterOptions {
   compressInserts: boolean;
 }
 
-export interface WriterStats {
-  recordsWritten: number;
-  batchesWritten: number;
-  retries: number;
-  batchesSpooled: number;
-  batchesReplayed: number;
-  deadLetteredRows: number;
-  droppedRows: number;
-  queuedBatches: number;
-}
+/** A table's counters as the writer keeps them (the storage adds pending rows, the spool's contents and settings). */
+export type WriterStats = Omit<TableStats, 'pendingRows' | 'compressInserts' | 'spooledBatches' | 'spooledRows'>;
 
 interface Queued {
   /** The batch as its tuple JSON: a string holds far less memory than the records. */

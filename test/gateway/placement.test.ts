@@ -13,6 +13,7 @@ import {
   type PlacementOptions,
   type PlacementPolicy,
 } from '../../gateway/placement.ts';
+import { SeededRandom } from '../../bench/trace/random.ts';
 
 interface Executor extends PlacementCandidate {
   credits: number;
@@ -39,14 +40,8 @@ function homeOf(fn: string, candidates: Executor[]): string | undefined {
 
 /** A seeded uniform source (mulberry32) so the random baseline is repeatable. */
 function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const random = new SeededRandom(seed);
+  return () => random.next();
 }
 
 describe('hash53', () => {
