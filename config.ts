@@ -61,8 +61,10 @@ export const DEFAULTS = {
     curve: { publicKey: '', secretKey: '', allowedClientKeys: [] as string[] },
     /** Where this gateway publishes deploys to its peer gateways ('' for a single gateway). */
     controlBindEndpoint: '',
-    /** The peer gateways' control endpoints this gateway subscribes to. */
+    /** The peer gateways' control endpoints this gateway subscribes to; a name is expanded to all its addresses (this gateway's own left out). */
     peerControlEndpoints: [] as string[],
+    /** How often peer gateway names are resolved again, to follow gateways scaling in and out. */
+    peerResolveIntervalMs: 10_000,
   },
   executor: {
     nodeId: os.hostname(),
@@ -104,6 +106,10 @@ export const DEFAULTS = {
     defaultCpus: 1,
     /** Docker network of functions that ask for network (spec.network); the others get none. */
     functionNetwork: 'bridge',
+    /** A code bundle fetch from the gateways (FETCH_BUNDLE) fails after this long; the call gets BUNDLE_UNAVAILABLE. */
+    bundleFetchTimeoutMs: 30_000,
+    /** Code bundles this executor fetches at once; further fetches wait their turn. */
+    maxConcurrentBundleFetches: 4,
     /** CURVE: this executor's key pair and the gateways' public key (all empty: plaintext bus). */
     curve: { publicKey: '', secretKey: '', gatewayPublicKey: '' },
   },
@@ -119,6 +125,22 @@ export const DEFAULTS = {
     maxQueuedBatches: 4,
     /** The disk spool (dataDir/spool) holds at most this; past it the oldest batches are deleted and counted as dropped. */
     spoolMaxBytes: 1024 * MB,
+    /** Replays of a spooled batch ClickHouse refuses (neither bad data nor an outage) before it is set aside in the spool's dead-letter/. */
+    replayMaxAttempts: 10,
+    /**
+     * A ClickHouse cluster to keep the schema on (needs clickhouseUrl): `<table>_local` tables ON
+     * CLUSTER with Distributed tables of the plain names in front (docs/deploy.md). Name '' is one server.
+     */
+    cluster: {
+      /** The cluster's name in the servers' <remote_servers>; '' for one server. */
+      name: '',
+      /** ReplicatedReplacingMergeTree local tables (shards of replicas, ZooKeeper); false: unreplicated shards. */
+      replicated: true,
+      /** ZooKeeper path of each table's replicas; Skiff fills {database} and {table}, each server {shard}. */
+      zooKeeperPath: '/clickhouse/tables/{shard}/{database}/{table}',
+      /** Replica name: the server's {replica} macro. */
+      replicaName: '{replica}',
+    },
   },
   async: {
     /** Where the async journal (LMDB) lives; '' means <dataDir>/async-journal. */
@@ -197,6 +219,7 @@ const configSchema = z.strictObject({
       .refine((c) => (c.publicKey === '') === (c.secretKey === ''), 'bus.curve.publicKey and bus.curve.secretKey must be set together'),
     controlBindEndpoint: z.union([z.literal(''), zmqEndpoint('bus.controlBindEndpoint')]),
     peerControlEndpoints: z.array(zmqEndpoint('bus.peerControlEndpoints[]')),
+    peerResolveIntervalMs: positiveInt('bus.peerResolveIntervalMs'),
   }),
   executor: z.strictObject({
     nodeId: z.string().min(1, 'executor.nodeId must not be empty'),
@@ -223,6 +246,8 @@ const configSchema = z.strictObject({
     tmpfsMb: positiveInt('executor.tmpfsMb'),
     defaultCpus: z.number({ error: 'executor.defaultCpus must be a positive number of cores' }).positive('executor.defaultCpus must be a positive number of cores'),
     functionNetwork: z.string().min(1, 'executor.functionNetwork must name a Docker network'),
+    bundleFetchTimeoutMs: positiveInt('executor.bundleFetchTimeoutMs'),
+    maxConcurrentBundleFetches: positiveInt('executor.maxConcurrentBundleFetches'),
   }).refine((e) => e.maxStemCells >= e.stemCells, { message: 'executor.maxStemCells must be at least executor.stemCells', path: ['maxStemCells'] }),
   storage: z.strictObject({
     clickhouseUrl: z.string().refine((v) => v === '' || /^https?:\/\//.test(v), 'storage.clickhouseUrl must be an http(s) URL or empty'),
@@ -232,7 +257,17 @@ const configSchema = z.strictObject({
     maxBatchBytes: positiveInt('storage.maxBatchBytes'),
     maxQueuedBatches: positiveInt('storage.maxQueuedBatches'),
     spoolMaxBytes: positiveInt('storage.spoolMaxBytes'),
-  }),
+    replayMaxAttempts: positiveInt('storage.replayMaxAttempts'),
+    cluster: z.strictObject({
+      name: z.string().regex(/^([A-Za-z_][A-Za-z0-9_.-]*)?$/, 'storage.cluster.name must be a cluster name of <remote_servers> (letters, digits, _ . -) or empty'),
+      replicated: z.boolean({ error: 'storage.cluster.replicated must be true or false' }),
+      zooKeeperPath: z
+        .string()
+        .regex(/^(\/[A-Za-z0-9_.{}-]+)+$/, 'storage.cluster.zooKeeperPath must be a ZooKeeper path: /-separated letters, digits, _ . - and {macros}')
+        .refine((v) => v.includes('{shard}') && v.includes('{table}'), 'storage.cluster.zooKeeperPath must contain {shard} and {table} (each shard and table needs its own path)'),
+      replicaName: z.string().regex(/^[A-Za-z0-9_.{}-]+$/, 'storage.cluster.replicaName must be a replica name or macro such as {replica}'),
+    }),
+  }).refine((s) => s.cluster.name === '' || s.clickhouseUrl !== '', { message: 'storage.cluster.name needs storage.clickhouseUrl: chDB is one embedded server', path: ['cluster', 'name'] }),
   async: z.strictObject({
     journalDir: z.string(),
     maxJournalEntries: positiveInt('async.maxJournalEntries'),
@@ -303,12 +338,14 @@ export const ENV_OVERRIDES: Readonly<Record<string, readonly [string, EnvKind]>>
   SKIFF_STEM_CELLS: ['executor.stemCells', 'int'],
   SKIFF_MAX_STEM_CELLS: ['executor.maxStemCells', 'int'],
   SKIFF_KEEPALIVE_POLICY: ['executor.keepAlivePolicy', 'string'],
+  SKIFF_BUNDLE_FETCH_TIMEOUT_MS: ['executor.bundleFetchTimeoutMs', 'int'],
   CLICKHOUSE_URL: ['storage.clickhouseUrl', 'string'],
   SKIFF_PLACEMENT: ['gateway.placement', 'string'],
   SKIFF_GATEWAY_ZONE: ['gateway.zone', 'string'],
   SKIFF_ZONE: ['executor.zone', 'string'],
   SKIFF_CONTROL_BIND: ['bus.controlBindEndpoint', 'string'],
   SKIFF_PEER_GATEWAYS: ['bus.peerControlEndpoints', 'list'],
+  SKIFF_PEER_RESOLVE_INTERVAL_MS: ['bus.peerResolveIntervalMs', 'int'],
   SKIFF_BUS_CURVE_PUBLIC_KEY: ['bus.curve.publicKey', 'string'],
   SKIFF_BUS_CURVE_SECRET_KEY: ['bus.curve.secretKey', 'string'],
   SKIFF_BUS_CURVE_CLIENT_KEYS: ['bus.curve.allowedClientKeys', 'list'],
@@ -318,6 +355,7 @@ export const ENV_OVERRIDES: Readonly<Record<string, readonly [string, EnvKind]>>
   SKIFF_CLICKHOUSE_DATABASE: ['storage.database', 'string'],
   SKIFF_STORAGE_FLUSH_INTERVAL_MS: ['storage.flushIntervalMs', 'int'],
   SKIFF_SPOOL_MAX_BYTES: ['storage.spoolMaxBytes', 'int'],
+  SKIFF_CLICKHOUSE_CLUSTER: ['storage.cluster.name', 'string'],
 };
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {

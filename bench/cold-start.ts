@@ -5,7 +5,9 @@
  *  - warm: calls to a function with a warm container;
  * through the full chain (gateway → bus → executor → container), Skiff in its own processes.
  * Per type: end-to-end latency p50/p99 (this process's clock) and the executor's init time
- * (initUs of the invocation record: create+start, or specialize), the cold/stemcell ratio.
+ * (initUs of the invocation record: create+start, or specialize), its queue time (a new
+ * function's first call: the code bundle fetched and unpacked) and run time, and the
+ * cold/stemcell ratio of init and of end-to-end p50s.
  * Every start is measured on a quiet node: a stemcell run waits until all BENCH_STEM_CELLS stem
  * cells are ready (the replacement of the previous one included), as a cold run has no container
  * starting beside it. The load average is recorded: other work on the machine shows in p99s.
@@ -41,6 +43,8 @@ interface Sample {
   e2eUs: number;
   initUs: number;
   runUs: number;
+  /** Executor time before the container was asked for (a new function's first call: its code bundle fetched and unpacked). */
+  queueUs: number;
   recordedStart: string;
 }
 
@@ -78,6 +82,7 @@ interface StoredRecord {
   start?: string;
   initUs?: number;
   runUs?: number;
+  queueUs?: number;
 }
 
 async function recordOf(client: GatewayClient, id: string): Promise<StoredRecord> {
@@ -101,7 +106,7 @@ async function callOnce(client: GatewayClient, name: string, kind: StartKind): P
   if (res.status !== 200) throw new Error(`${name}: HTTP ${res.status} ${res.body.toString('utf8')}`);
   const id = String(res.headers['x-call-id'] ?? '');
   const record = id ? await recordOf(client, id) : {};
-  return { kind, e2eUs, initUs: record.initUs ?? 0, runUs: record.runUs ?? 0, recordedStart: record.start ?? 'unknown' };
+  return { kind, e2eUs, initUs: record.initUs ?? 0, runUs: record.runUs ?? 0, queueUs: record.queueUs ?? 0, recordedStart: record.start ?? 'unknown' };
 }
 
 async function measure(skiff: SpawnedSkiff, docker: Dockerode): Promise<Sample[]> {
@@ -146,12 +151,16 @@ async function main(): Promise<void> {
     const of = samples.filter((s) => s.kind === kind);
     const e2e = of.map((s) => s.e2eUs);
     const init = of.map((s) => s.initUs);
+    const run = of.map((s) => s.runUs);
+    const queue = of.map((s) => s.queueUs);
     return {
       kind,
       n: of.length,
       recordedAs: [...new Set(of.map((s) => s.recordedStart))],
       e2eUs: { p50: percentile(e2e, 50), p99: percentile(e2e, 99) },
       initUs: { p50: percentile(init, 50), p99: percentile(init, 99) },
+      runUs: { p50: percentile(run, 50), p99: percentile(run, 99) },
+      queueUs: { p50: percentile(queue, 50), p99: percentile(queue, 99) },
     };
   });
   const cold = rows[0];
@@ -163,8 +172,8 @@ async function main(): Promise<void> {
   const ms = (us: number) => (us / 1000).toFixed(2);
   log('');
   log(renderTable(
-    ['start', 'n', 'recorded as', 'e2e p50 ms', 'e2e p99 ms', 'init p50 ms', 'init p99 ms'],
-    rows.map((r) => [r.kind, r.n, r.recordedAs.join(','), ms(r.e2eUs.p50), ms(r.e2eUs.p99), ms(r.initUs.p50), ms(r.initUs.p99)]),
+    ['start', 'n', 'recorded as', 'e2e p50 ms', 'e2e p99 ms', 'init p50 ms', 'init p99 ms', 'queue p50 ms', 'run p50 ms'],
+    rows.map((r) => [r.kind, r.n, r.recordedAs.join(','), ms(r.e2eUs.p50), ms(r.e2eUs.p99), ms(r.initUs.p50), ms(r.initUs.p99), ms(r.queueUs.p50), ms(r.runUs.p50)]),
   ));
   log(`\ncold/stemcell: init p50 ${ratio.initP50}x, end-to-end p50 ${ratio.e2eP50}x (load average ${loadBefore[0].toFixed(1)} before, ${os.loadavg()[0].toFixed(1)} after, ${os.cpus().length} cores)`);
   mkdirSync(path.dirname(RESULT_FILE), { recursive: true });

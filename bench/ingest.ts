@@ -32,6 +32,7 @@ import { LoadGenerator, type DurationResult } from './load.ts';
 import { generatorCpu, writeResult } from './results.ts';
 import { GatewayClient, logger, ROOT, startSkiff } from './skiff.ts';
 import { formatSpread, spreadOf, type Spread } from './stats.ts';
+import { loggingOnOff } from './logging-overhead.ts';
 
 const ROWS = knobInt('BENCH_INGEST_ROWS', 500_000);
 const BATCHES = knobList('BENCH_INGEST_BATCHES', [1_000, 10_000, 100_000]);
@@ -44,6 +45,8 @@ const LOG_LINES_PER_CALL = 10;
 const GOAL_LOG_ROWS_PER_S = 200_000;
 const GOAL_P99_RATIO = 1.1;
 const THIS_FILE = fileURLToPath(import.meta.url);
+/** /proc/<pid>/stat counts CPU in clock ticks (USER_HZ, 100 on Linux). */
+const CLOCK_TICKS_PER_S = 100;
 const log = logger('ingest');
 
 type Kind = 'invocations' | 'logs';
@@ -59,6 +62,8 @@ interface IngestPoint {
   droppedRows: number;
   /** CPU of the storage process (event loop and worker threads) while ingesting, as a share of one core. */
   cpuPercent: number;
+  /** CPU of the ClickHouse server (scripts/start-clickhouse.sh's, on this machine) meanwhile, as a share of one core; null for chDB. */
+  clickhouseCpuPercent: number | null;
 }
 
 // ---------------------------------------------------------------- part 1: the child
@@ -81,6 +86,21 @@ function logLines(n: number): LogLine[] {
   }));
 }
 
+/** CPU ms so far of the local ClickHouse server that scripts/start-clickhouse.sh runs (undefined if none): the other half of an insert's cost. */
+function clickhouseServerCpuMs(): number | undefined {
+  for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
+    try {
+      if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('clickhouse-server\0--config-file=/etc/clickhouse-server/config.xml')) continue;
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S;
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return undefined;
+}
+
 /** One point, in this (child) process: prints `result {json}`. */
 async function childMain(backend: 'chdb' | 'server', kind: Kind, batchRows: number, rows: number): Promise<void> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'skiff-bench-ingest-'));
@@ -94,6 +114,7 @@ async function childMain(backend: 'chdb' | 'server', kind: Kind, batchRows: numb
   const lines = kind === 'logs' ? logLines(rows) : [];
   const table = kind === 'invocations' ? 'invocations' : 'logs';
   const hasRoom = (s: StorageStats) => s.tables[table].queuedBatches < options.maxQueuedBatches;
+  const clickhouseCpu0 = backend === 'server' ? clickhouseServerCpuMs() : undefined;
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   for (let at = 0; at < rows; at += batchRows) {
@@ -105,6 +126,7 @@ async function childMain(backend: 'chdb' | 'server', kind: Kind, batchRows: numb
   await storage.drain();
   const seconds = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
+  const clickhouseCpu1 = clickhouseCpu0 === undefined ? undefined : clickhouseServerCpuMs();
   const stats = storage.stats();
   const stored = await storage.query(`SELECT count() AS n FROM ${database}.${table}`);
   if (Number(stored[0]?.n) < rows) throw new Error(`only ${stored[0]?.n} of ${rows} rows are in ${table}`);
@@ -114,6 +136,7 @@ async function childMain(backend: 'chdb' | 'server', kind: Kind, batchRows: numb
   const point: IngestPoint = {
     backend, kind, batchRows, rows, seconds: Number(seconds.toFixed(3)), rowsPerSec: Math.round(rows / seconds),
     batchesSpooled: stats.batchesSpooled, droppedRows: stats.droppedRows, cpuPercent: Math.round(((cpu.user + cpu.system) / 1000 / (seconds * 1000)) * 100),
+    clickhouseCpuPercent: clickhouseCpu0 === undefined || clickhouseCpu1 === undefined ? null : Math.round(((clickhouseCpu1 - clickhouseCpu0) / (seconds * 1000)) * 100),
   };
   process.stdout.write(`result ${JSON.stringify(point)}\n`);
 }
@@ -130,101 +153,7 @@ function runChild(backend: 'chdb' | 'server', kind: Kind, batchRows: number): Pr
 }
 
 // ---------------------------------------------------------------- part 2: logging on vs off
-
-const LOGGING_FUNCTION = `// Bench fixture: prints LINES lines per call (0: nothing), then answers.
-export default async function handler(request, context) {
-  const lines = Number(process.env.LINES || 0);
-  for (let i = 0; i < lines; i++) console.log(\`line \${i} of call \${context.callId}: some typical log text\`);
-  return 'ok';
-}
-`;
-
-interface LoggingRow {
-  logging: 'off' | 'on';
-  requestsPerSec: Spread;
-  p50Us: Spread;
-  p99Us: Spread;
-  errors: number;
-  /** CPU per 1000 calls (ms) of each part, summed over the runs: where logging's cost goes. */
-  cpuMsPer1000Calls: Record<string, number>;
-  runs: DurationResult[];
-}
-
-const CLOCK_TICKS_PER_S = 100;
-
-/** CPU ms so far of every process, grouped: Skiff's gateway+storage, its executor, dockerd, containerd, the function containers. */
-function cpuByPart(skiffPid: number, executorPid: number): Map<string, number> {
-  const parts = new Map<string, number>();
-  for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
-    let stat: string;
-    let cmdline: string;
-    try {
-      stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
-    } catch {
-      continue; // exited meanwhile
-    }
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ms = ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S;
-    const id = Number(pid);
-    const part =
-      id === skiffPid ? 'gateway+storage'
-        : id === executorPid ? 'executor'
-          : /(^|\/)dockerd /.test(cmdline) ? 'dockerd'
-            : /containerd/.test(cmdline) ? 'containerd'
-              : /bootstrap\.mjs/.test(cmdline) ? 'function containers'
-                : undefined;
-    if (part) parts.set(part, (parts.get(part) ?? 0) + ms);
-  }
-  return parts;
-}
-
-async function loggingOnOff(): Promise<{ rows: LoggingRow[]; logRowsStored: number; cpu: number[] }> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'skiff-bench-logfn-'));
-  await writeFile(path.join(dir, 'index.mjs'), LOGGING_FUNCTION);
-  const code = (await packFunctionDir(dir)).toString('base64');
-  await rm(dir, { recursive: true, force: true });
-  log('starting Skiff (gateway + embedded chDB, executor) for logging on/off...');
-  const skiff = await startSkiff();
-  const generator = new LoadGenerator();
-  const client = new GatewayClient(skiff.url);
-  try {
-    const limits = { concurrency: CONNECTIONS, memoryMB: 256 };
-    await client.json('PUT', '/system/functions/log-off', { code, handler: 'index.mjs', env: { LINES: '0' }, limits });
-    await client.json('PUT', '/system/functions/log-on', { code, handler: 'index.mjs', env: { LINES: String(LOG_LINES_PER_CALL) }, limits });
-    const runs: Record<'off' | 'on', DurationResult[]> = { off: [], on: [] };
-    const cpuMs: Record<'off' | 'on', Map<string, number>> = { off: new Map(), on: new Map() };
-    const skiffPid = skiff.process.pid ?? -1;
-    const target = (name: string) => ({ url: `${skiff.url}/function/${name}`, method: 'POST' as const, headers: { 'content-type': 'text/plain' }, body: Buffer.from('hello') });
-    for (const name of ['log-off', 'log-on']) await generator.run({ kind: 'duration', target: target(name), connections: CONNECTIONS, durationS: 1 }); // warm-up: containers up
-    for (let run = 0; run < RUNS; run++) {
-      for (const mode of run % 2 === 0 ? (['off', 'on'] as const) : (['on', 'off'] as const)) {
-        const before = cpuByPart(skiffPid, skiff.executorPid);
-        const result = await generator.run({ kind: 'duration', target: target(`log-${mode}`), connections: CONNECTIONS, durationS: DURATION_S });
-        for (const [part, ms] of cpuByPart(skiffPid, skiff.executorPid)) cpuMs[mode].set(part, (cpuMs[mode].get(part) ?? 0) + ms - (before.get(part) ?? 0));
-        runs[mode].push(result);
-        log(`logging ${mode} run ${run + 1}: ${Math.round(result.requestsPerSec)} req/s, p99 ${result.latencyUs.p99} µs`);
-      }
-    }
-    const rows: LoggingRow[] = (['off', 'on'] as const).map((mode) => ({
-      logging: mode,
-      requestsPerSec: spreadOf(runs[mode], (r) => Math.round(r.requestsPerSec)),
-      p50Us: spreadOf(runs[mode], (r) => r.latencyUs.p50),
-      p99Us: spreadOf(runs[mode], (r) => r.latencyUs.p99),
-      errors: runs[mode].reduce((n, r) => n + r.errors + r.non2xx, 0),
-      cpuMsPer1000Calls: Object.fromEntries(
-        [...cpuMs[mode]].map(([part, ms]) => [part, Number(((ms * 1000) / Math.max(1, runs[mode].reduce((n, r) => n + r.requests, 0))).toFixed(1))]),
-      ),
-      runs: runs[mode],
-    }));
-    const stats = await client.json<{ storage: StorageStats }>('GET', '/system/stats');
-    return { rows, logRowsStored: stats.storage.tables.logs.recordsWritten, cpu: [...runs.off, ...runs.on].map((r) => r.generator.cpuPercent) };
-  } finally {
-    await client.close();
-    await generator.close();
-    await skiff.stop();
-  }
-}
+// In bench/logging-overhead.ts (`npm run bench:logging` runs it alone).
 
 // ---------------------------------------------------------------- main
 
@@ -247,8 +176,8 @@ async function main(): Promise<void> {
   const p99Ratio = Number((on.p99Us.median / off.p99Us.median).toFixed(3));
   const bestServerLogs = Math.max(0, ...points.filter((p) => p.backend === 'server' && p.kind === 'logs').map((p) => p.rowsPerSec));
 
-  const headers = ['backend', 'table', 'batch rows', 'rows', 'seconds', 'rows/s', 'spooled batches', 'storage process CPU % (all threads)'];
-  const tableRows = points.map((p) => [p.backend, p.kind, p.batchRows, p.rows, p.seconds, p.rowsPerSec, p.batchesSpooled, p.cpuPercent]);
+  const headers = ['backend', 'table', 'batch rows', 'rows', 'seconds', 'rows/s', 'spooled batches', 'storage process CPU % (all threads)', 'ClickHouse server CPU %'];
+  const tableRows = points.map((p) => [p.backend, p.kind, p.batchRows, p.rows, p.seconds, p.rowsPerSec, p.batchesSpooled, p.cpuPercent, p.clickhouseCpuPercent ?? '']);
   process.stdout.write(`\n${renderTable(headers, tableRows)}\n\n`);
   const parts = ['gateway+storage', 'executor', 'dockerd', 'containerd', 'function containers'];
   const loggingHeaders = ['logging', 'req/s', 'p50 µs', 'p99 µs', 'errors', ...parts.map((p) => `${p} CPU ms/1k calls`)];
@@ -256,11 +185,21 @@ async function main(): Promise<void> {
   process.stdout.write(`${renderTable(loggingHeaders, loggingRows)}\n\n`);
   const added = parts.map((p) => `${p} +${((on.cpuMsPer1000Calls[p] ?? 0) - (off.cpuMsPer1000Calls[p] ?? 0)).toFixed(0)}`).join(', ');
   const costNote = `logging on (${LOG_LINES_PER_CALL} lines per call) adds CPU ms per 1000 calls: ${added}`;
+  // What each log row costs in CPU (storage process + ClickHouse server): on a busy machine the
+  // rate measures the share of the cores this run got, the CPU per row what storage needs.
+  const cpuPerRow = points
+    .filter((p) => p.backend === 'server' && p.kind === 'logs' && p.clickhouseCpuPercent !== null)
+    .map((p) => {
+      const storageUs = (p.cpuPercent / 100) * p.seconds * 1e6 / p.rows;
+      const clickhouseUs = ((p.clickhouseCpuPercent ?? 0) / 100) * p.seconds * 1e6 / p.rows;
+      return `batch ${p.batchRows}: ${storageUs.toFixed(1)} µs storage + ${clickhouseUs.toFixed(1)} µs ClickHouse`;
+    });
+  const cpuNote = `CPU per log row into the server (all threads, both processes): ${cpuPerRow.join('; ')}`;
   const verdicts = [
     `log rows into the server: best ${bestServerLogs} rows/s (goal ≥ ${GOAL_LOG_ROWS_PER_S}): ${bestServerLogs >= GOAL_LOG_ROWS_PER_S ? 'met' : 'NOT met'}`,
     `warm p99 logging on / off: ${p99Ratio} (goal ≤ ${GOAL_P99_RATIO}): ${p99Ratio <= GOAL_P99_RATIO ? 'met' : 'NOT met'}`,
   ];
-  for (const v of [...verdicts, costNote]) process.stdout.write(`${v}\n`);
+  for (const v of [...verdicts, cpuNote, costNote]) process.stdout.write(`${v}\n`);
 
   const file = writeResult({
     scenario: 'ingest',
@@ -269,6 +208,7 @@ async function main(): Promise<void> {
     generator: generatorCpu(logging.cpu),
     notes: [
       ...verdicts,
+      cpuNote,
       costNote,
       `load average (1/5/15 min) ${loadBefore} at start, ${os.loadavg().map((v) => v.toFixed(1)).join(' ')} at end on ${os.availableParallelism()} cores: figures taken on a busy machine are lower bounds`,
       'rows/s: whole write path (batcher, encoder worker, insert; spool when the queue is full), clock stopped by drain() once every row is in ClickHouse; records built before the clock starts; one child process per point',

@@ -22,7 +22,6 @@ const TIMEOUT_MS = knobInt('BENCH_SCENARIO_TIMEOUT_S', 600) * 1000;
  * 2 cores; a value already in the environment wins.
  */
 const RUN_ALL_DEFAULTS: Readonly<Record<string, Readonly<Record<string, string>>>> = {
-  'cold-start': { BENCH_STARTS: '15' },
   ingest: { BENCH_INGEST_ROWS: '50000' },
 };
 /** Knobs whose list form (warm-invoke's) other scenarios read as one number: not passed to them as a list. */

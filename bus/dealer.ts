@@ -1,7 +1,9 @@
 /**
  * Executor side of the bus: one ZeroMQ DEALER per gateway. Introduces itself with HELLO,
  * heartbeats, and while the gateway is silent keeps re-sending HELLO instead of HEARTBEAT, so a
- * restarted gateway learns of this executor again without any other handshake.
+ * restarted gateway learns of this executor again without any other handshake. A dropped
+ * connection counts as losing the gateway at once (the gateway drops this executor as soon as
+ * its connection goes), and HELLO goes out again the moment libzmq has reconnected.
  */
 import { randomBytes } from 'node:crypto';
 import { Dealer } from 'zeromq';
@@ -42,7 +44,10 @@ export class BusDealer {
   #heartbeatTimer: NodeJS.Timeout | undefined;
   #lastHeardMs = 0;
   #connected = false;
+  /** The connection dropped since the last HELLO: say HELLO again when libzmq reconnects. */
+  #reintroduce = false;
   #closed = false;
+  #invokesReceived = 0;
   droppedFrames = 0;
 
   constructor(options: BusDealerOptions, handlers: BusDealerHandlers) {
@@ -69,6 +74,8 @@ export class BusDealer {
 
   /** Connects, says HELLO and starts heartbeating. */
   start(): void {
+    this.#socket.events.on('disconnect', () => this.#onDisconnect());
+    this.#socket.events.on('connect', () => this.#onReconnect());
     this.#socket.connect(this.#options.endpoint);
     this.#sendRaw(MessageType.HELLO, this.#options.hello);
     void this.#receiveLoop();
@@ -81,8 +88,18 @@ export class BusDealer {
     return this.#sendRaw(type, header, body);
   }
 
+  /**
+   * INVOKEs received since the last HELLO. Sent in CREDIT so the gateway can discount the calls
+   * still in transit from the credit (an absolute figure that cannot know about them yet).
+   */
+  get invokesReceived(): number {
+    return this.#invokesReceived;
+  }
+
   #sendRaw<T extends MessageType>(type: T, header: HeaderOf[T], body?: Buffer): boolean {
     if (this.#closed) return false;
+    // The gateway restarts its count of INVOKEs sent when it hears HELLO; so does this side.
+    if (type === MessageType.HELLO) this.#invokesReceived = 0;
     return this.#outbox.push(encodeFrames(type, header, body));
   }
 
@@ -94,6 +111,22 @@ export class BusDealer {
     }
     if (this.#connected) this.#sendRaw(MessageType.HEARTBEAT, { inFlight: this.#options.inFlight() });
     else this.#sendRaw(MessageType.HELLO, this.#options.hello);
+  }
+
+  #onDisconnect(): void {
+    if (this.#closed) return;
+    this.#reintroduce = true;
+    if (!this.#connected) return;
+    this.#connected = false;
+    this.#handlers.onLost?.();
+  }
+
+  #onReconnect(): void {
+    if (this.#closed || !this.#reintroduce) return;
+    this.#reintroduce = false;
+    // The gateway forgot this executor with the old connection; the ack of this HELLO makes
+    // `onConnected` fire again (and the executor re-send its credit).
+    this.#sendRaw(MessageType.HELLO, this.#options.hello);
   }
 
   async #receiveLoop(): Promise<void> {
@@ -114,6 +147,7 @@ export class BusDealer {
           this.#connected = true;
           this.#handlers.onConnected?.();
         }
+        if (message.type === MessageType.INVOKE) this.#invokesReceived++;
         if (message.type !== MessageType.HEARTBEAT) this.#handlers.onMessage(message);
       }
     } catch (err) {

@@ -1,12 +1,14 @@
 /**
  * bus/: the message bus between gateways (ROUTER) and executors (DEALER). Public surface.
  */
-export { BusRouter } from './router.ts';
+export { BusRouter, creditsNow } from './router.ts';
 export type { BusRouterOptions, BusRouterHandlers, ExecutorPeer } from './router.ts';
 export { BusDealer } from './dealer.ts';
 export type { BusDealerOptions, BusDealerHandlers } from './dealer.ts';
 export { ControlChannel } from './control.ts';
 export type { ControlChannelOptions, ControlChannelHandlers } from './control.ts';
+export { hasNamedEndpoints, ownEndpoints, resolveEndpoints } from './discovery.ts';
+export type { LookupAll } from './discovery.ts';
 export { generateCurveKeyPair, isCurveKey, z85Encode, ZapAuthenticator } from './curve.ts';
 export type { CurveKeyPair, CurveServerOptions, CurveClientOptions } from './curve.ts';
 export { encodeFrames, decodeFrames, FrameError } from './frames.ts';
@@ -31,4 +33,6 @@ export type {
   ByeHeader,
   DeployHeader,
   UndeployHeader,
+  FetchBundleHeader,
+  BundleHeader,
 } from './messages.ts';

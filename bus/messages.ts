@@ -15,6 +15,8 @@ export const MessageType = {
   BYE: 8,
   DEPLOY: 9,
   UNDEPLOY: 10,
+  FETCH_BUNDLE: 11,
+  BUNDLE: 12,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -69,6 +71,11 @@ export interface CreditHeader {
   stemCells?: Record<string, number>;
   /** Memory budget not yet given to containers, MB. */
   memoryFreeMb?: number;
+  /**
+   * INVOKEs this executor has received from this gateway since its last HELLO: the gateway
+   * subtracts the calls it sent that had not arrived yet, which `credits` cannot count.
+   */
+  invokesReceived?: number;
 }
 
 /** Gateway → executor: one invocation. The body is the raw request body. */
@@ -152,13 +159,30 @@ export interface ByeHeader {
   reason: string;
 }
 
-/** Gateway → executor: a function definition; the body is its code bundle (empty for images). */
+/**
+ * A function definition. Gateway → executor: the body is empty, the executor fetches the bundle
+ * by spec.codeHash (FETCH_BUNDLE) when a call first needs it. Gateway → gateway (control
+ * channel): the body is the code bundle, so every gateway can serve it.
+ */
 export interface DeployHeader {
   spec: FunctionSpec;
 }
 
 export interface UndeployHeader {
   name: string;
+}
+
+/** Executor → gateway: send the code bundle whose sha256 is `codeHash` (answered with BUNDLE). */
+export interface FetchBundleHeader {
+  codeHash: string;
+}
+
+/** Gateway → executor: the answer to FETCH_BUNDLE; the body is the raw .tar.gz when `found`. */
+export interface BundleHeader {
+  codeHash: string;
+  found: boolean;
+  /** Why it was not found ('' when found). */
+  message: string;
 }
 
 /** Header type for each message type. */
@@ -173,6 +197,8 @@ export interface HeaderOf {
   [MessageType.BYE]: ByeHeader;
   [MessageType.DEPLOY]: DeployHeader;
   [MessageType.UNDEPLOY]: UndeployHeader;
+  [MessageType.FETCH_BUNDLE]: FetchBundleHeader;
+  [MessageType.BUNDLE]: BundleHeader;
 }
 
 /** A decoded frame. */

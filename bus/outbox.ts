@@ -2,19 +2,26 @@
  * A send queue in front of a ZeroMQ socket: zeromq.js allows one pending send at a time, so
  * messages wait here, in order, while a send is blocked. Bounded: past `maxQueued` the oldest
  * is not dropped silently; `push` reports false and the caller decides.
+ *
+ * A send that fails (e.g. EHOSTUNREACH from a ROUTER with `mandatory` set, whose peer's
+ * connection is gone) is handed to `onError` with the frames it tried, so the owner can tell
+ * which peer it was; the queue moves on to the next message.
  */
 import type { Writable, Socket } from 'zeromq';
 
 type SendingSocket = Socket & Writable<Buffer[]>;
 
+/** Called with the error of a failed send and the frames that were not sent. */
+export type SendErrorHandler = (err: unknown, frames: Buffer[]) => void;
+
 export class Outbox {
   readonly #socket: SendingSocket;
   readonly #maxQueued: number;
-  readonly #onError: (err: unknown) => void;
+  readonly #onError: SendErrorHandler;
   #queue: Buffer[][] = [];
   #pumping = false;
 
-  constructor(socket: SendingSocket, maxQueued: number, onError: (err: unknown) => void) {
+  constructor(socket: SendingSocket, maxQueued: number, onError: SendErrorHandler) {
     this.#socket = socket;
     this.#maxQueued = maxQueued;
     this.#onError = onError;
@@ -40,7 +47,8 @@ export class Outbox {
         try {
           await this.#socket.send(frames);
         } catch (err) {
-          this.#onError(err);
+          if (this.#socket.closed) return;
+          this.#onError(err, frames);
         }
       }
     } finally {

@@ -1,8 +1,8 @@
 /**
- * Code bundles cached by content hash: a DEPLOY body (.tar.gz) is verified against the spec's
- * codeHash and extracted once into <root>/<codeHash>/, which containers mount read-only at
- * /function. Extraction goes to a temporary directory renamed into place, so a half-written
- * bundle is never mounted; entries that would escape the directory are rejected.
+ * Code bundles cached by content hash: a bundle (.tar.gz) fetched from a gateway is verified
+ * against the spec's codeHash and extracted once into <root>/<codeHash>/, which containers mount
+ * read-only at /function. Extraction goes to a temporary directory renamed into place, so a
+ * half-written bundle is never mounted; entries that would escape the directory are rejected.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
@@ -133,10 +133,25 @@ async function exists(p: string): Promise<boolean> {
   }
 }
 
-/** The on-disk cache of extracted bundles, keyed by codeHash. */
+/** Gets the bytes of a bundle the cache does not hold (from a gateway: bundle-fetcher.ts). */
+export type BundleSource = (codeHash: string) => Promise<Buffer>;
+
+/** True for a codeHash in the only format bundles are addressed by (lower-case sha256 hex). */
+export function isCodeHash(value: unknown): value is string {
+  return typeof value === 'string' && SHA256_HEX.test(value);
+}
+
+/**
+ * The on-disk cache of extracted bundles, keyed by codeHash. A bundle it does not hold is got
+ * from a BundleSource at first need; concurrent needs of one hash share one fetch and one
+ * extraction. Only bytes whose sha256 is the hash are extracted, and a failure is not
+ * remembered: the next need tries again.
+ */
 export class BundleStore {
   readonly #root: string;
-  readonly #extracting = new Map<string, Promise<string>>();
+  /** Hashes known to be extracted, so a warm call does not touch the disk. */
+  readonly #ready = new Set<string>();
+  readonly #obtaining = new Map<string, Promise<string>>();
 
   constructor(root: string) {
     this.#root = root;
@@ -147,19 +162,33 @@ export class BundleStore {
     return path.join(this.#root, codeHash);
   }
 
+  /** True when the bundle is extracted on this node. */
+  async has(codeHash: string): Promise<boolean> {
+    return isCodeHash(codeHash) && (this.#ready.has(codeHash) || (await exists(this.dirOf(codeHash))));
+  }
+
   /**
-   * Verifies `bundle` against `codeHash` and makes sure it is extracted; returns its directory.
-   * Extracts at most once per hash, even for concurrent calls.
+   * The directory of bundle `codeHash`, got from `source` and extracted first when this node
+   * does not hold it. Rejects with BUNDLE_UNAVAILABLE when the source fails or sends other
+   * bytes, INVALID_FUNCTION_DEFINITION when the verified bytes are not a safe .tar.gz.
    */
-  async ensure(codeHash: string, bundle: Buffer): Promise<string> {
-    if (!SHA256_HEX.test(codeHash)) throw invalid(`spec.codeHash must be a lower-case sha256 hex digest, got ${JSON.stringify(codeHash)}`);
-    const actual = bundleHash(bundle);
-    if (actual !== codeHash) throw invalid(`the code bundle's sha256 is ${actual}, but spec.codeHash says ${codeHash}`);
+  obtain(codeHash: string, source: BundleSource): Promise<string> {
+    if (!isCodeHash(codeHash)) return Promise.reject(invalid(`spec.codeHash must be a lower-case sha256 hex digest, got ${JSON.stringify(codeHash)}`));
     const dir = this.dirOf(codeHash);
-    const pending = this.#extracting.get(codeHash);
+    if (this.#ready.has(codeHash)) return Promise.resolve(dir);
+    const pending = this.#obtaining.get(codeHash);
     if (pending) return pending;
-    const job = (async () => ((await exists(dir)) ? dir : this.#extract(codeHash, bundle, dir)))().finally(() => this.#extracting.delete(codeHash));
-    this.#extracting.set(codeHash, job);
+    const job = (async () => {
+      if (!(await exists(dir))) {
+        const bundle = await source(codeHash);
+        const actual = bundleHash(bundle);
+        if (actual !== codeHash) throw new SkiffError('BUNDLE_UNAVAILABLE', `the code bundle received for ${codeHash} has sha256 ${actual}; it was not cached`);
+        await this.#extract(codeHash, bundle, dir);
+      }
+      this.#ready.add(codeHash);
+      return dir;
+    })().finally(() => this.#obtaining.delete(codeHash));
+    this.#obtaining.set(codeHash, job);
     return job;
   }
 

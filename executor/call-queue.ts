@@ -2,7 +2,7 @@
  * Per-function bounded queues of calls waiting for a container (all of the function's
  * containers busy, its container cap reached, or no memory left to start one). A full queue
  * refuses the call with FUNCTION_QUEUE_FULL (429); a waiting call leaves when its deadline
- * passes. First in, first out.
+ * passes. First in, first out. Also the node-wide bound on calls at once (CallAdmission).
  */
 import { SkiffError } from '../errors.ts';
 
@@ -93,5 +93,48 @@ export class CallQueues<T> {
       this.#queues.delete(k);
       for (const waiter of queue) waiter.fail(err);
     }
+  }
+}
+
+/**
+ * A node-wide bound on calls at once (executor.maxInFlight): past it, calls wait first in first
+ * out for one to end. A gateway's credit can be stale by the INVOKEs still on the wire, so a burst
+ * can bring more than the credit; admitted at once, each would justify a container start.
+ * Waiting calls are bounded by what gateways send and leave at their deadline.
+ */
+export class CallAdmission {
+  readonly #max: number;
+  readonly #waiting = new CallQueues<true>(Number.POSITIVE_INFINITY);
+  #inFlight = 0;
+
+  constructor(max: number) {
+    this.#max = max;
+  }
+
+  /** Takes a place at once if one is free and nobody waits; false if the call must `wait`. */
+  tryEnter(): boolean {
+    if (this.#inFlight >= this.#max || this.#waiting.length('') > 0) return false;
+    this.#inFlight++;
+    return true;
+  }
+
+  /** Resolves once the call has a place; rejects with `signal`'s reason if it aborts first. */
+  async wait(signal: AbortSignal): Promise<void> {
+    await this.#waiting.wait('', signal);
+  }
+
+  /** A call that had a place is over: the first one waiting gets it. */
+  leave(): void {
+    this.#inFlight = Math.max(0, this.#inFlight - 1);
+    this.#waiting.serve('', () => {
+      if (this.#inFlight >= this.#max) return undefined;
+      this.#inFlight++;
+      return true;
+    });
+  }
+
+  /** Fails every waiting call with `err`. */
+  failAll(err: unknown): void {
+    this.#waiting.failAll(err);
   }
 }

@@ -22,6 +22,12 @@ export interface ContainerCall {
   maxResponseBytes: number;
 }
 
+/** A stem cell's answer to a control request. */
+export interface ControlReply {
+  status: number;
+  body: string;
+}
+
 export interface ContainerResponse {
   status: number;
   headers: Record<string, string>;
@@ -135,6 +141,27 @@ export class ContainerClient {
         },
       );
     });
+  }
+
+  /**
+   * One control request of a stem cell (GET /ready, POST /specialize) on the connection its calls
+   * will use, so that connection is open and warm before the first call. Rejects with
+   * FUNCTION_START_FAILED (naming executor.startTimeoutMs) when no answer comes within `timeoutMs`.
+   */
+  async control(method: 'GET' | 'POST', path: string, body: Buffer | undefined, timeoutMs: number): Promise<ControlReply> {
+    const timedOut = new SkiffError('FUNCTION_START_FAILED', `the stem cell did not answer ${method} ${path} within executor.startTimeoutMs (${timeoutMs} ms)`);
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(timedOut), timeoutMs);
+    try {
+      const headers = body ? { 'content-type': 'application/json' } : undefined;
+      const res = await this.#client.request({ path, method, headers, body, signal: abort.signal });
+      return { status: res.statusCode, body: await res.body.text() };
+    } catch (err) {
+      if (abort.signal.aborted) throw timedOut;
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Closes the connection after any call in progress. */

@@ -1,7 +1,8 @@
 /**
  * Starting and removing containers through the ContainerDriver: iofs directory, create, attach
- * output, start, watch for exit, wait for the listener (a stem cell: its control socket); a stem
- * cell specializing (code injected into its iofs directory, one control call); and on removal
+ * output, start, watch for exit, wait for the listener (a stem cell: its call socket, published as
+ * stem.sock, connected and checked at once); a stem cell specializing (code injected into its iofs
+ * directory, one control call on that connection); and on removal
  * undo every one of those (client, container, directory). Emits the container events (created,
  * started, ready, specialized, killed, crashed, evicted, removed) and attributes output lines to
  * invocations.
@@ -21,8 +22,8 @@ import type { ContainerDriver, ContainerExit } from './driver.ts';
 import type { HardeningSettings } from './hardening.ts';
 import { STEM_FILE, waitForListener } from './listener.ts';
 import type { DeployedFunction } from './registry.ts';
-import { specializeStemCell } from './specialize.ts';
-import { captureOutput, RecentLines, type CapturedLine } from './log-capture.ts';
+import { checkStemCell, specializeStemCell } from './specialize.ts';
+import { ContainerLogs, RecentLines, type CapturedLine } from './log-capture.ts';
 import type { ContainerLauncher } from './pool.ts';
 import type { TelemetryBatcher, TelemetryRoute } from './telemetry.ts';
 
@@ -56,6 +57,8 @@ export class ContainerLifecycle implements ContainerLauncher {
   readonly #creations = new WeakMap<FunctionContainer, Promise<void>>();
   /** What a container printed last, to explain a failed start or specialization. */
   readonly #describeExit = new WeakMap<FunctionContainer, (code: number) => string>();
+  /** Each container's output capture (log socket and attach stream), closed at removal. */
+  readonly #logs = new WeakMap<FunctionContainer, ContainerLogs>();
 
   constructor(options: LifecycleOptions) {
     this.#o = options;
@@ -75,11 +78,13 @@ export class ContainerLifecycle implements ContainerLauncher {
     this.#o.logger.debug({ container: container.shortId, fn: container.key, kind, detail }, 'container event');
   }
 
-  #line(container: FunctionContainer, captured: CapturedLine): void {
-    const invocation = container.invocation;
-    if (!invocation) return;
-    this.#o.telemetry.line(invocation.route, {
-      invocationId: invocation.id,
+  #line(container: FunctionContainer, logs: ContainerLogs, captured: CapturedLine): void {
+    // Lines printed outside any call are kept too, with no invocation id.
+    const { invocationId, route } = logs.attribution.resolve(captured, container.invocation);
+    const target = route ?? this.#o.fallbackRoute();
+    if (!target) return;
+    this.#o.telemetry.line(target, {
+      invocationId,
       function: container.deployed.spec.name,
       containerId: container.id,
       timeMs: captured.timeMs,
@@ -98,6 +103,11 @@ export class ContainerLifecycle implements ContainerLauncher {
       container.iofsDir = path.join(this.#o.iofsRoot, randomBytes(4).toString('hex'));
       await mkdir(container.iofsDir, { recursive: true });
       await chmod(container.iofsDir, IOFS_DIR_MODE);
+      const logs = await ContainerLogs.open(container.iofsDir, this.#o.maxLogLineBytes, (line) => {
+        recent.add(line.line);
+        this.#line(container, logs, line);
+      });
+      this.#logs.set(container, logs);
       const place = { nodeId: this.#o.nodeId, iofsDir: container.iofsDir, runtimeImage: this.#o.runtimeImage, hardening: this.#o.hardening };
       const spec = container.stemCell
         ? buildStemCellSpec(this.#o.stemCellShape, place)
@@ -112,10 +122,7 @@ export class ContainerLifecycle implements ContainerLauncher {
       this.#event(container, 'created', spec.name);
       if (container.signal.aborted) throw container.signal.reason;
       const output = await abortable(driver.attach(container.id));
-      void captureOutput(output, this.#o.maxLogLineBytes, (line) => {
-        recent.add(line.line);
-        this.#line(container, line);
-      });
+      logs.follow(output);
       await abortable(driver.start(container.id));
       container.createUs = Math.round((performance.now() - createdAt) * 1000);
       this.#event(container, 'started');
@@ -137,7 +144,9 @@ export class ContainerLifecycle implements ContainerLauncher {
       const socketPath = await abortable(
         waitForListener(container.iofsDir, this.#o.startTimeoutMs, exited, describeExit, container.stemCell ? STEM_FILE : undefined),
       );
-      if (!container.stemCell) container.client = new ContainerClient(socketPath);
+      container.client = new ContainerClient(socketPath);
+      // A stem cell's socket is the one its calls will use: connect now, off the critical path.
+      if (container.stemCell) await abortable(checkStemCell(container.client, this.#o.startTimeoutMs));
       this.#event(container, 'ready', `${Date.now() - startedAt} ms`);
     } catch (err) {
       const error = toStartError(err);
@@ -156,8 +165,14 @@ export class ContainerLifecycle implements ContainerLauncher {
     try {
       const exited = container.exit?.then((e) => e.exitCode) ?? new Promise<number>(() => {});
       const describeExit = this.#describeExit.get(container) ?? (() => '');
-      const socketPath = await raceAbort(specializeStemCell(container.iofsDir, deployed, this.#o.startTimeoutMs, exited, describeExit), container.signal);
-      container.client = new ContainerClient(socketPath);
+      const client = container.client;
+      if (!client) throw new SkiffError('INTERNAL_ERROR', 'a ready stem cell has no client');
+      const programSocket = await raceAbort(specializeStemCell(container.iofsDir, client, deployed, this.#o.startTimeoutMs, exited, describeExit), container.signal);
+      if (programSocket !== undefined) {
+        // A program (fdk style) serves its own listener; the stem cell's socket is closed.
+        client.destroy();
+        container.client = new ContainerClient(programSocket);
+      }
       this.#event(container, 'specialized', `${deployed.key} in ${(performance.now() - startedAt).toFixed(2)} ms`);
     } catch (err) {
       const error = toStartError(err);
@@ -186,6 +201,7 @@ export class ContainerLifecycle implements ContainerLauncher {
         this.#o.logger.error({ err, container: container.shortId }, 'could not remove a container');
       }
     }
+    this.#logs.get(container)?.close();
     if (container.iofsDir !== '') await rm(container.iofsDir, { recursive: true, force: true }).catch(() => {});
     if (container.id !== '') this.#event(container, 'removed', reason.kind === 'removed' ? reason.detail : '');
   }

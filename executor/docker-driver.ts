@@ -56,8 +56,9 @@ function withMounts(host: HostConfig, spec: ContainerSpec): HostConfig {
 }
 
 function withLifecycle(host: HostConfig): HostConfig {
-  // The executor removes its containers itself, after reading their exit code. Output is read
-  // through attach and stored in ClickHouse: a Docker log driver would copy every line again.
+  // The executor removes its containers itself, after reading their exit code. Output comes over
+  // the log socket (executor/log-capture.ts), what bypasses it through attach, and is stored in
+  // ClickHouse: a Docker log driver would copy every line again.
   return { ...host, AutoRemove: false, RestartPolicy: { Name: 'no' }, LogConfig: { Type: 'none', Config: {} } };
 }
 

@@ -1,8 +1,9 @@
 /**
  * The executor: one BusDealer per gateway, credits (with idle warm slots per function, ready stem
- * cells per runtime and free memory), DEPLOY/UNDEPLOY into the registry, and each INVOKE run on a
- * warm container, else a specialized stem cell, else a cold one (pool.ts), its RESULT sent back
- * on the dealer it came from. Hot path: #invoke; the request and response bodies are passed along
+ * cells per runtime and free memory), DEPLOY/UNDEPLOY into the registry (specs only: a missing
+ * code bundle is fetched by hash from the gateways at its first call, bundle-fetcher.ts), and
+ * each INVOKE run on a warm container, else a specialized stem cell, else a cold one (pool.ts),
+ * its RESULT sent back on the dealer it came from. Hot path: #invoke; the request and response bodies are passed along
  * as Buffers, never copied.
  */
 import { performance } from 'node:perf_hooks';
@@ -12,6 +13,7 @@ import type { SkiffConfig } from '../config.ts';
 import { SkiffError, toSkiffError } from '../errors.ts';
 import { linkSignals, raceAbort } from './abortable.ts';
 import type { ContainerResponse } from './container-client.ts';
+import { BundleFetcher, type BundleGateway } from './bundle-fetcher.ts';
 import { BundleStore } from './bundles.ts';
 import { ContainerLifecycle } from './container-lifecycle.ts';
 import { ContainerState, type FunctionContainer } from './container.ts';
@@ -73,6 +75,7 @@ export class Executor {
   readonly #config: SkiffConfig;
   readonly #logger: Logger;
   readonly #registry: FunctionRegistry;
+  readonly #bundleFetcher: BundleFetcher;
   readonly #pool: WarmPool;
   readonly #telemetry = new TelemetryBatcher();
   readonly #dealers: BusDealer[] = [];
@@ -94,6 +97,12 @@ export class Executor {
     this.#logger = logger;
     this.#registry = new FunctionRegistry(new BundleStore(paths.bundles), config.functionDefaults);
     const ex = config.executor;
+    this.#bundleFetcher = new BundleFetcher({
+      gateways: () => this.#dealers.map(bundleGatewayOf),
+      timeoutMs: ex.bundleFetchTimeoutMs,
+      maxConcurrent: ex.maxConcurrentBundleFetches,
+      maxBundleBytes: config.gateway.maxDeployBytes,
+    });
     const hardening: HardeningSettings = { pidsLimit: ex.pidsLimit, tmpfsMb: ex.tmpfsMb, defaultCpus: ex.defaultCpus, functionNetwork: ex.functionNetwork };
     const stemCellShape = { runtime: 'node20' as const, memoryMb: ex.stemCellMemoryMb, cpus: ex.defaultCpus };
     const lifecycle = new ContainerLifecycle({
@@ -117,6 +126,7 @@ export class Executor {
       ...createKeepAlive(ex.keepAlivePolicy, ex.idleTimeoutMs),
       maxContainersPerFunction: ex.maxContainersPerFunction,
       maxQueuedPerFunction: ex.maxQueuedPerFunction,
+      maxCallsInFlight: ex.maxInFlight,
       stemCells: { min: ex.stemCells, max: ex.maxStemCells, shape: stemCellShape },
       hardening,
       onChange: () => this.#scheduleCredit(),
@@ -156,9 +166,12 @@ export class Executor {
         onMessage: (message) => this.#onMessage(dealer, message),
         onConnected: () => {
           this.#logger.info({ endpoint }, 'connected to gateway');
-          dealer.send(MessageType.CREDIT, this.#creditHeader());
+          dealer.send(MessageType.CREDIT, { ...this.#creditHeader(), invokesReceived: dealer.invokesReceived });
         },
-        onLost: () => this.#logger.warn({ endpoint }, 'gateway stopped answering'),
+        onLost: () => {
+          this.#logger.warn({ endpoint }, 'gateway stopped answering');
+          this.#bundleFetcher.gatewayLost(endpoint);
+        },
       },
     );
     this.#dealers.push(dealer);
@@ -211,7 +224,8 @@ export class Executor {
     const fingerprint = JSON.stringify(header);
     if (fingerprint === this.#lastCredit) return;
     this.#lastCredit = fingerprint;
-    for (const dealer of this.#dealers) if (dealer.connected) dealer.send(MessageType.CREDIT, header);
+    // Each gateway gets its own count of INVOKEs received, so it can discount calls in transit.
+    for (const dealer of this.#dealers) if (dealer.connected) dealer.send(MessageType.CREDIT, { ...header, invokesReceived: dealer.invokesReceived });
   }
 
   #onMessage(dealer: BusDealer, message: BusMessage): void {
@@ -219,14 +233,20 @@ export class Executor {
       case MessageType.INVOKE:
         this.#onInvoke(dealer, message.header, message.body);
         return;
-      case MessageType.DEPLOY:
-        this.#registry.deploy(message.header.spec, message.body).then(
-          ({ deployed, superseded }) => {
-            this.#logger.info({ fn: deployed.key }, 'function deployed');
-            for (const key of superseded) this.#pool.retire(key, `superseded by ${deployed.key}`);
-          },
-          (err: unknown) => this.#logger.error({ err, fn: message.header.spec?.name }, 'deploy rejected'),
-        );
+      case MessageType.DEPLOY: {
+        let deployed: { key: string; superseded: string[] };
+        try {
+          deployed = this.#registry.deploy(message.header.spec);
+        } catch (err) {
+          this.#logger.error({ err, fn: message.header.spec?.name }, 'deploy rejected');
+          return;
+        }
+        this.#logger.info({ fn: deployed.key }, 'function deployed');
+        for (const key of deployed.superseded) this.#pool.retire(key, `superseded by ${deployed.key}`);
+        return;
+      }
+      case MessageType.BUNDLE:
+        this.#bundleFetcher.onBundle(dealer.endpoint, message.header, message.body);
         return;
       case MessageType.UNDEPLOY:
         for (const key of this.#registry.undeploy(message.header.name)) this.#pool.retire(key, 'function undeployed');
@@ -241,7 +261,7 @@ export class Executor {
     const receivedAt = performance.now();
     this.#inFlight++;
     this.#scheduleCredit();
-    const job = this.#invoke(dealer, invoke, body, receivedAt)
+    const job = this.#invoke(dealer, invoke, body, receivedAt, dealer.endpoint)
       .then((outcome) => {
         if (!dealer.send(MessageType.RESULT, outcome.header, outcome.body)) {
           this.#logger.error({ id: invoke.id }, 'RESULT dropped: the bus queue is full');
@@ -256,7 +276,7 @@ export class Executor {
     this.#invocations.add(job);
   }
 
-  async #invoke(route: TelemetryRoute, invoke: InvokeHeader, body: Buffer, receivedAt: number): Promise<InvocationOutcome> {
+  async #invoke(route: TelemetryRoute, invoke: InvokeHeader, body: Buffer, receivedAt: number, gatewayEndpoint: string): Promise<InvocationOutcome> {
     const header: ResultHeader = { id: invoke.id, status: 0, headers: {}, errorCode: '', errorMessage: '', start: '', containerId: '', initUs: 0, runUs: 0, queueUs: 0 };
     const deadline = new AbortController();
     let timer: NodeJS.Timeout | undefined;
@@ -268,7 +288,9 @@ export class Executor {
       const remainingMs = invoke.deadlineMs - Date.now();
       if (remainingMs <= 0) throw timeoutError(invoke);
       timer = setTimeout(() => deadline.abort(timeoutError(invoke)), Math.min(remainingMs, MAX_TIMER_MS));
-      const deployed = await raceAbort(this.#registry.resolve(invoke.fn.name, invoke.fn.version), deadline.signal);
+      // A missing bundle comes from the gateway that sent the call first: it knows the function.
+      const fetchBundle = (codeHash: string) => this.#bundleFetcher.fetch(codeHash, gatewayEndpoint);
+      const deployed = await raceAbort(this.#registry.resolve(invoke.fn.name, invoke.fn.version, fetchBundle), deadline.signal);
       if (!deployed) throw new SkiffError('FUNCTION_NOT_FOUND', `${invoke.fn.name}@${invoke.fn.version} is not deployed on executor ${this.nodeId}`);
       const lease = await this.#pool.acquire(deployed, { id: invoke.id, route }, deadline.signal);
       container = lease.container;
@@ -371,6 +393,7 @@ export class Executor {
     clearInterval(this.#reaper);
     clearInterval(this.#discovery);
     this.#pool.close(new SkiffError('EXECUTOR_LOST', 'the executor is shutting down'));
+    this.#bundleFetcher.close();
     this.#sendCredit();
     let drainTimer: NodeJS.Timeout | undefined;
     const drained = Promise.allSettled([...this.#invocations]);
@@ -398,6 +421,7 @@ export class Executor {
     clearInterval(this.#reaper);
     clearInterval(this.#discovery);
     this.#pool.close(new SkiffError('EXECUTOR_LOST', 'the executor was destroyed'));
+    this.#bundleFetcher.close('the executor was destroyed');
     this.#telemetry.close();
     const done = (async () => {
       await Promise.all(this.#dealers.map((d) => d.close(err ? `destroyed: ${err.message}` : 'destroyed')));
@@ -410,4 +434,15 @@ export class Executor {
     this.#closing ??= done;
     return done;
   }
+}
+
+/** A gateway connection as the bundle fetcher sees it. */
+function bundleGatewayOf(dealer: BusDealer): BundleGateway {
+  return {
+    endpoint: dealer.endpoint,
+    get connected() {
+      return dealer.connected;
+    },
+    requestBundle: (codeHash) => dealer.send(MessageType.FETCH_BUNDLE, { codeHash }),
+  };
 }

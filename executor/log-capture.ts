@@ -1,18 +1,58 @@
 /**
- * Captures a container's stdout/stderr as lines. Lines are split on '\n' (a trailing '\r' is
- * dropped) and cut at executor.maxLogLineBytes (marked truncated; the rest of that line is
- * discarded). Attribution to an invocation is the caller's business (see pool/executor): a
- * container serving one call at a time makes it exact.
+ * Captures a container's stdout/stderr as lines. Two ways in:
+ * - the log socket (LOG_SOCKET_FILE in the container's iofs directory): the bootstrap sends what
+ *   the function writes to process.stdout/stderr as frames tagged with the call they were written
+ *   in (see executor/runtime/bootstrap/bootstrap.mjs), so lines skip dockerd and containerd and
+ *   their attribution is exact, whatever the concurrency;
+ * - Docker's attach stream: whatever reaches fd 1/2 another way (native code, child processes, the
+ *   bootstrap's own fallback when the socket is missing or backed up). Those lines go to the
+ *   container's current (or latest) invocation, exact only with concurrency 1.
+ * Lines are split on '\n' (a trailing '\r' is dropped) and cut at executor.maxLogLineBytes (marked
+ * truncated; the rest of that line is discarded). Lines written outside any call (module load,
+ * timers firing after the response) are kept with no invocation id.
+ * Hot path: the bootstrap sends one frame per run of a call's writes (usually one per call); frames
+ * are parsed in place and payload bytes go to the line splitter as they come.
  */
+import { chmod } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
 import type { LogStream } from '../bus/index.ts';
+import type { InvocationRef } from './container.ts';
 import type { ContainerOutput } from './driver.ts';
+import type { TelemetryRoute } from './telemetry.ts';
 
 export interface CapturedLine {
   stream: LogStream;
   line: string;
   truncated: boolean;
   timeMs: number;
+  /**
+   * The call the container says the line was written in ('' for none: module load, timers after
+   * the response); undefined for lines read through Docker's attach stream, which carry no call.
+   */
+  callId?: string;
 }
+
+/** The socket, in a container's iofs directory, its bootstrap sends output to (bootstrap.mjs: LOG_SOCKET_FILE). */
+export const LOG_SOCKET_FILE = 'log.sock';
+/** Frame: u32 LE length of what follows, u8 kind, u8 call id length, call id (latin1), payload. */
+const FRAME_HEADER_BYTES = 6;
+const FRAME_STDOUT = 1;
+const FRAME_STDERR = 2;
+/** The call's response is sent: end its partial lines. */
+const FRAME_CALL_END = 3;
+/** The log socket is for the container's bootstrap: more connections than this are refused. */
+const MAX_LOG_CONNECTIONS = 4;
+/**
+ * Calls with a partial line kept at once, per connection; beyond it the oldest is ended (its
+ * partial line emitted). Bounds what a container can make the executor hold to this many times
+ * executor.maxLogLineBytes.
+ */
+const MAX_OPEN_CALLS = 1024;
+/** Invocations of a container remembered, to route their late lines to their own gateway. */
+const MAX_KNOWN_INVOCATIONS = 256;
+/** After close(), how long a container's connection may still deliver what it sent before it is cut. */
+const LOG_DRAIN_GRACE_MS = 2_000;
 
 const NEWLINE = 0x0a;
 const CARRIAGE_RETURN = 0x0d;
@@ -114,4 +154,240 @@ export function captureOutput(output: ContainerOutput, maxLineBytes: number, onL
       readable.once('error', done);
     });
   return Promise.all([follow('stdout', output.stdout), follow('stderr', output.stderr)]).then(() => undefined);
+}
+
+interface CallStreams {
+  stdout?: LineSplitter;
+  stderr?: LineSplitter;
+}
+
+/**
+ * Parses the frames of one log socket connection into lines, one splitter per call and stream so
+ * partial lines of concurrent calls never mix. A malformed frame throws (the connection is cut).
+ */
+export class LogFrameReader {
+  readonly #maxLineBytes: number;
+  readonly #onLine: (line: CapturedLine) => void;
+  readonly #calls = new Map<string, CallStreams>();
+  /** Header bytes of a frame split across chunks. */
+  readonly #header = Buffer.alloc(FRAME_HEADER_BYTES + 255);
+  #headerHave = 0;
+  #kind = 0;
+  #callId = '';
+  /** Payload bytes of the current frame still to come; -1 while reading a header. */
+  #remaining = -1;
+
+  constructor(maxLineBytes: number, onLine: (line: CapturedLine) => void) {
+    this.#maxLineBytes = maxLineBytes;
+    this.#onLine = onLine;
+  }
+
+  push(chunk: Buffer): void {
+    let at = 0;
+    while (at < chunk.length) {
+      if (this.#remaining < 0) {
+        at = this.#readHeader(chunk, at);
+        continue;
+      }
+      const take = Math.min(this.#remaining, chunk.length - at);
+      this.#splitter().push(chunk.subarray(at, at + take));
+      at += take;
+      this.#remaining -= take;
+      if (this.#remaining === 0) this.#remaining = -1;
+    }
+  }
+
+  /** Emits every partial line left (the connection ended). */
+  end(): void {
+    for (const streams of this.#calls.values()) endStreams(streams);
+    this.#calls.clear();
+  }
+
+  /** Reads (the rest of) a header from chunk[at..]; returns where reading goes on. */
+  #readHeader(chunk: Buffer, at: number): number {
+    if (this.#headerHave === 0 && at + FRAME_HEADER_BYTES <= chunk.length) {
+      const end = at + FRAME_HEADER_BYTES + chunk[at + 5];
+      if (end <= chunk.length) {
+        this.#startFrame(chunk, at); // the whole header is in this chunk: no copy
+        return end;
+      }
+    }
+    // Split across chunks: gather it (the fixed part, then the call id).
+    const want = this.#headerHave < FRAME_HEADER_BYTES ? FRAME_HEADER_BYTES : FRAME_HEADER_BYTES + this.#header[5];
+    const take = Math.min(want - this.#headerHave, chunk.length - at);
+    chunk.copy(this.#header, this.#headerHave, at, at + take);
+    this.#headerHave += take;
+    if (this.#headerHave >= FRAME_HEADER_BYTES && this.#headerHave === FRAME_HEADER_BYTES + this.#header[5]) {
+      this.#headerHave = 0;
+      this.#startFrame(this.#header, 0);
+    }
+    return at + take;
+  }
+
+  #startFrame(header: Buffer, start: number): void {
+    const length = header.readUInt32LE(start);
+    const kind = header[start + 4];
+    const idBytes = header[start + 5];
+    if (kind < FRAME_STDOUT || kind > FRAME_CALL_END || length < 2 + idBytes) {
+      throw new Error(`malformed log frame (kind ${kind}, length ${length}, call id ${idBytes} bytes)`);
+    }
+    const idAt = start + FRAME_HEADER_BYTES;
+    this.#callId = idBytes === 0 ? '' : header.toString('latin1', idAt, idAt + idBytes);
+    this.#kind = kind;
+    const payloadBytes = length - 2 - idBytes;
+    this.#remaining = payloadBytes === 0 ? -1 : payloadBytes;
+    if (kind === FRAME_CALL_END) {
+      const streams = this.#calls.get(this.#callId);
+      if (streams) {
+        this.#calls.delete(this.#callId);
+        endStreams(streams);
+      }
+      this.#kind = 0; // a call-end frame carries no payload: any it claims is skipped
+    }
+  }
+
+  #splitter(): { push(chunk: Buffer): void } {
+    if (this.#kind === 0) return SKIP;
+    const stream: LogStream = this.#kind === FRAME_STDOUT ? 'stdout' : 'stderr';
+    const callId = this.#callId;
+    let streams = this.#calls.get(callId);
+    if (!streams) {
+      if (this.#calls.size >= MAX_OPEN_CALLS) {
+        const [oldestId, oldest] = this.#calls.entries().next().value as [string, CallStreams];
+        this.#calls.delete(oldestId);
+        endStreams(oldest);
+      }
+      streams = {};
+      this.#calls.set(callId, streams);
+    }
+    let splitter = streams[stream];
+    if (!splitter) {
+      splitter = new LineSplitter(this.#maxLineBytes, (line, truncated) => this.#onLine({ stream, line, truncated, timeMs: Date.now(), callId }));
+      streams[stream] = splitter;
+    }
+    return splitter;
+  }
+}
+
+const SKIP = { push(): void {} };
+
+function endStreams(streams: CallStreams): void {
+  streams.stdout?.end();
+  streams.stderr?.end();
+}
+
+/**
+ * Which invocation a captured line belongs to, and the gateway it goes to. A line from the log
+ * socket carries its call id (the bootstrap knows it exactly, whatever the concurrency); it goes
+ * to that invocation's gateway when this container ran it, else to the current one's. A function
+ * can claim any call id, but lines are stored under the container's function and read back by
+ * (function, invocation id), so it can only ever write into invocations of its own function.
+ * Attach lines carry no call id: they go to the container's current (latest) invocation.
+ */
+export class LineAttribution {
+  /** Invocations seen on this container, oldest first: where their late lines go. */
+  readonly #known = new Map<string, InvocationRef>();
+
+  resolve(captured: CapturedLine, current: InvocationRef | undefined): { invocationId: string; route: TelemetryRoute | undefined } {
+    if (current && !this.#known.has(current.id)) {
+      if (this.#known.size >= MAX_KNOWN_INVOCATIONS) this.#known.delete(this.#known.keys().next().value as string);
+      this.#known.set(current.id, current);
+    }
+    if (captured.callId === undefined) return { invocationId: current?.id ?? '', route: current?.route };
+    return { invocationId: captured.callId, route: this.#known.get(captured.callId)?.route ?? current?.route };
+  }
+}
+
+/**
+ * The log socket of one container: listens in its iofs directory before the container starts
+ * (world-writable: the container's user connects), reads each connection's frames into lines.
+ */
+export class LogSocket {
+  readonly #server: net.Server;
+  readonly #connections = new Set<net.Socket>();
+  #closed = false;
+
+  private constructor(server: net.Server) {
+    this.#server = server;
+  }
+
+  /** Listens on `<iofsDir>/LOG_SOCKET_FILE`. */
+  static async open(iofsDir: string, maxLineBytes: number, onLine: (line: CapturedLine) => void): Promise<LogSocket> {
+    const server = net.createServer();
+    const socket = new LogSocket(server);
+    server.maxConnections = MAX_LOG_CONNECTIONS;
+    server.on('connection', (connection) => socket.#follow(connection, maxLineBytes, onLine));
+    const file = path.join(iofsDir, LOG_SOCKET_FILE);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(file, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', () => {}); // after listening: nothing to report (connections have their own)
+    await chmod(file, 0o666);
+    return socket;
+  }
+
+  #follow(connection: net.Socket, maxLineBytes: number, onLine: (line: CapturedLine) => void): void {
+    this.#connections.add(connection);
+    const reader = new LogFrameReader(maxLineBytes, onLine);
+    connection.on('data', (chunk: Buffer) => {
+      try {
+        reader.push(chunk);
+      } catch {
+        connection.destroy(); // a malformed frame: the bootstrap falls back to stdout/stderr
+      }
+    });
+    connection.on('error', () => {});
+    connection.once('close', () => {
+      this.#connections.delete(connection);
+      reader.end();
+    });
+  }
+
+  /**
+   * Stops listening. Connections still deliver what the container sent until it is gone (EOF),
+   * at most LOG_DRAIN_GRACE_MS.
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#server.close();
+    for (const connection of this.#connections) {
+      connection.end();
+      setTimeout(() => connection.destroy(), LOG_DRAIN_GRACE_MS).unref();
+    }
+  }
+}
+
+/**
+ * Everything a container prints, both ways in, as lines with their invocation. Opened before
+ * the container is created (the bootstrap connects at start); close() when it is removed.
+ */
+export class ContainerLogs {
+  readonly attribution = new LineAttribution();
+  readonly #socket: LogSocket;
+  readonly #maxLineBytes: number;
+  readonly #onLine: (line: CapturedLine) => void;
+
+  private constructor(socket: LogSocket, maxLineBytes: number, onLine: (line: CapturedLine) => void) {
+    this.#socket = socket;
+    this.#maxLineBytes = maxLineBytes;
+    this.#onLine = onLine;
+  }
+
+  static async open(iofsDir: string, maxLineBytes: number, onLine: (line: CapturedLine) => void): Promise<ContainerLogs> {
+    return new ContainerLogs(await LogSocket.open(iofsDir, maxLineBytes, onLine), maxLineBytes, onLine);
+  }
+
+  /** Reads the container's Docker attach stream too (output that bypassed the log socket). */
+  follow(output: ContainerOutput): void {
+    void captureOutput(output, this.#maxLineBytes, this.#onLine);
+  }
+
+  close(): void {
+    this.#socket.close();
+  }
 }

@@ -1,24 +1,27 @@
 /**
  * Warm containers per function version (name@version) and stem cells per runtime, within the
- * node's memory budget. A call takes the least busy ready container of its function with a free
+ * node's memory budget. Calls at once are bounded node-wide (maxCallsInFlight, the credit the
+ * executor advertises; call-queue.ts), so a burst starts only the containers that bound needs.
+ * A call takes the least busy ready container of its function with a free
  * slot (limits.concurrency), else joins one still starting, else specializes a stem cell, else
  * cold-starts one (evicting idle containers by the keep-alive policy's priority to make room);
  * beyond the function's container cap or the memory budget it waits in the function's bounded
  * queue. The keep-alive policy decides how long idle containers stay (and whether they are
- * unloaded at once and pre-warmed later). States are one enum with a counter per state.
+ * unloaded at once and pre-warmed later). States are one enum with a counter per state. How many
+ * stem cells to keep and when to refill them is stemcells.ts's call.
  */
 import { performance } from 'node:perf_hooks';
 import { SkiffError } from '../errors.ts';
 import { raceAbort } from './abortable.ts';
-import { CallQueues } from './call-queue.ts';
+import { CallAdmission, CallQueues } from './call-queue.ts';
 import type { StemCellShape } from './container-spec.ts';
-import { ContainerState, FunctionContainer, stemCellKey, stemCellPlaceholder, type InvocationRef, type Lease, type RemovalReason } from './container.ts';
+import { ContainerState, FunctionContainer, type InvocationRef, type Lease, type RemovalReason } from './container.ts';
 import type { HardeningSettings } from './hardening.ts';
 import { FunctionActivity } from './function-activity.ts';
 import type { EvictionPriority, KeepAlivePolicy } from './keepalive.ts';
 import type { MemoryBudget } from './memory-budget.ts';
 import type { DeployedFunction } from './registry.ts';
-import { fitsStemCell, StemCellSizer } from './stemcells.ts';
+import { StemCells } from './stemcells.ts';
 
 /** Starts and tears down containers (container-lifecycle.ts; a fake in unit tests). */
 export interface ContainerLauncher {
@@ -39,15 +42,17 @@ export interface PoolOptions {
   eviction: EvictionPriority;
   maxContainersPerFunction: number;
   maxQueuedPerFunction: number;
+  /**
+   * Calls holding or waiting for a container slot at once, node-wide (executor.maxInFlight, the
+   * credit the executor advertises); calls past it wait, first in first out, for one to end.
+   */
+  maxCallsInFlight: number;
   /** Stem cells kept per runtime at least / at most; min 0 and max 0: none. */
   stemCells: { min: number; max: number; shape: StemCellShape };
   hardening: HardeningSettings;
   /** Something the gateway's view depends on changed (idle slots, stem cells, memory). */
   onChange?(): void;
 }
-
-/** A stem cell launch that failed waits this long before the next try. */
-const STEM_RETRY_MS = 5_000;
 
 /** A slot taken in a container for one call; `start` says how the container came to be. */
 interface Claim {
@@ -70,18 +75,23 @@ export class WarmPool {
   readonly #counts: StateCounts = { starting: 0, idle: 0, busy: 0, removing: 0 };
   readonly #removals = new Set<Promise<void>>();
   readonly #queues: CallQueues<Claim>;
-  readonly #sizer: StemCellSizer;
+  readonly #admission: CallAdmission;
+  readonly #stemCells: StemCells;
   readonly #activity: FunctionActivity;
-  #stemRetryTimer: NodeJS.Timeout | undefined;
-  /** Specialized stem cells whose replacement starts when their first call ends. */
-  readonly #pendingStemRefill = new WeakSet<FunctionContainer>();
-  #stemRefill = false;
   #closed = false;
 
   constructor(options: PoolOptions) {
     this.#o = options;
     this.#queues = new CallQueues<Claim>(options.maxQueuedPerFunction);
-    this.#sizer = new StemCellSizer(options.stemCells.min, options.stemCells.max);
+    this.#admission = new CallAdmission(options.maxCallsInFlight);
+    this.#stemCells = new StemCells(
+      { ...options.stemCells, hardening: options.hardening, budget: options.budget },
+      {
+        containersOf: (key) => this.#byKey.get(key) ?? [],
+        callsWaiting: () => this.#queues.keys().length > 0 || this.#startsAwaited(),
+        launch: (stem) => this.#launch(stem),
+      },
+    );
     this.#activity = new FunctionActivity(options.policy, options.eviction);
   }
 
@@ -111,7 +121,7 @@ export class WarmPool {
 
   /** Starts the stem cells. */
   start(): void {
-    this.#refillStemCells();
+    this.#stemCells.refill();
   }
 
   #changed(): void {
@@ -157,11 +167,12 @@ export class WarmPool {
     return undefined;
   }
 
-  #pickStemCell(deployed: DeployedFunction): FunctionContainer | undefined {
-    const { shape } = this.#o.stemCells;
-    if (!fitsStemCell(deployed.spec, shape, this.#o.hardening)) return undefined;
-    for (const c of this.#byKey.get(stemCellKey(shape.runtime)) ?? []) if (c.state === ContainerState.IDLE) return c;
-    return undefined;
+  /** True while some call waits for a function container to start or specialize. */
+  #startsAwaited(): boolean {
+    for (const set of this.#byKey.values()) {
+      for (const c of set) if (c.state === ContainerState.STARTING && !c.stemCell && c.active > 0) return true;
+    }
+    return false;
   }
 
   /** Containers of `key` that count against its cap (not the ones being removed). */
@@ -176,8 +187,13 @@ export class WarmPool {
         if (container.state !== ContainerState.STARTING) return;
         container.lastUsedMs = Date.now();
         this.#setState(container, container.active > 0 ? ContainerState.BUSY : ContainerState.IDLE);
-        if (container.stemCell) this.#refillStemCells();
-        else this.#serveQueue(container.key);
+        if (container.stemCell) {
+          this.#stemCells.refill();
+        } else {
+          this.#serveQueue(container.key);
+          // Stem cell refills wait while calls wait for starts (they would compete for the cores).
+          this.#stemCells.resume();
+        }
       },
       (err: unknown) => {
         // The launcher cleaned up; the pool forgets it (unless remove() owns it already).
@@ -189,7 +205,7 @@ export class WarmPool {
           this.#changed();
           this.#afterCapacityFreed();
         }
-        if (container.stemCell) this.#stemLaunchFailed();
+        if (container.stemCell) this.#stemCells.launchFailed();
         throw err;
       },
     );
@@ -197,12 +213,17 @@ export class WarmPool {
     container.ready.catch(() => {});
   }
 
-  #startCold(deployed: DeployedFunction, invocation: InvocationRef | undefined): FunctionContainer {
-    const container = new FunctionContainer(deployed);
-    container.invocation = invocation;
+  /** Files a new container (function or stem cell) as starting and launches it. */
+  #launch(container: FunctionContainer): void {
     this.#add(container);
     this.#counts.starting++;
     this.#track(container, this.#o.launcher.launch(container));
+  }
+
+  #startCold(deployed: DeployedFunction, invocation: InvocationRef | undefined): FunctionContainer {
+    const container = new FunctionContainer(deployed);
+    container.invocation = invocation;
+    this.#launch(container);
     return container;
   }
 
@@ -215,10 +236,7 @@ export class WarmPool {
     this.#add(stem);
     this.#setState(stem, ContainerState.STARTING);
     this.#track(stem, this.#o.launcher.specialize(stem, deployed));
-    // The used stem cell is replaced in the background, once its first call is over: starting a
-    // container takes a core for a while, and the specialization and the call must not wait for it.
-    if (invocation) this.#pendingStemRefill.add(stem);
-    else void stem.ready.then(() => this.#refillStemCells(), () => {});
+    this.#stemCells.taken(stem, invocation !== undefined);
     return stem;
   }
 
@@ -259,17 +277,17 @@ export class WarmPool {
       return { container: joined, start: joined.startKind, claimedAt };
     }
     if (this.#closed || this.#containerCount(deployed.key) >= this.#o.maxContainersPerFunction) return undefined;
-    const stem = this.#pickStemCell(deployed);
+    const stem = this.#stemCells.pick(deployed.spec);
     if (stem) {
-      this.#sizer.recordStart(Date.now());
+      this.#stemCells.recordStart();
       const container = this.#specialize(stem, deployed, invocation);
       container.active++;
       return { container, start: 'stemcell', claimedAt };
     }
     if (!this.#reserve(deployed.spec.limits.memoryMB)) return undefined;
-    if (fitsStemCell(deployed.spec, this.#o.stemCells.shape, this.#o.hardening)) {
-      this.#sizer.recordStart(Date.now());
-      this.#refillStemCells();
+    if (this.#stemCells.fits(deployed.spec)) {
+      this.#stemCells.recordStart();
+      this.#stemCells.refill();
     }
     const container = this.#startCold(deployed, invocation);
     container.active++;
@@ -291,7 +309,7 @@ export class WarmPool {
   /** Loads one idle container of `deployed` ahead of its expected next call (keep-alive pre-warm). */
   #preWarm(deployed: DeployedFunction): void {
     if (this.#closed || this.#containerCount(deployed.key) > 0) return;
-    const stem = this.#pickStemCell(deployed);
+    const stem = this.#stemCells.pick(deployed.spec);
     if (stem) this.#specialize(stem, deployed, undefined);
     else if (this.#o.budget.tryReserve(deployed.spec.limits.memoryMB)) this.#startCold(deployed, undefined);
   }
@@ -303,10 +321,17 @@ export class WarmPool {
    */
   async acquire(deployed: DeployedFunction, invocation: InvocationRef, signal: AbortSignal): Promise<Lease> {
     if (signal.aborted) throw signal.reason;
-    let claim = this.#claim(deployed, invocation);
-    if (!claim) {
-      this.#queuedDeployed.set(deployed.key, deployed);
-      claim = await this.#queues.wait(deployed.key, signal);
+    if (!this.#admission.tryEnter()) await this.#admission.wait(signal);
+    let claim: Claim | undefined;
+    try {
+      claim = this.#claim(deployed, invocation);
+      if (!claim) {
+        this.#queuedDeployed.set(deployed.key, deployed);
+        claim = await this.#queues.wait(deployed.key, signal);
+      }
+    } catch (err) {
+      this.#admission.leave();
+      throw err;
     }
     const { container, start } = claim;
     this.#activity.callStarted(deployed);
@@ -330,9 +355,10 @@ export class WarmPool {
 
   /** Gives a call's slot back. A retired container that becomes idle is removed. */
   release(container: FunctionContainer): void {
+    this.#admission.leave();
     container.active = Math.max(0, container.active - 1);
     container.lastUsedMs = Date.now();
-    if (this.#pendingStemRefill.delete(container)) this.#refillStemCells();
+    this.#stemCells.callEnded(container);
     const becameIdle = container.state === ContainerState.BUSY && container.active === 0;
     if (becameIdle) {
       this.#setState(container, ContainerState.IDLE);
@@ -367,7 +393,7 @@ export class WarmPool {
   /** Memory or a container slot was freed: serve every queue, then refill stem cells. */
   #afterCapacityFreed(): void {
     for (const key of this.#queues.keys()) this.#serveQueue(key);
-    this.#refillStemCells();
+    this.#stemCells.refill();
   }
 
   /**
@@ -408,18 +434,11 @@ export class WarmPool {
    * and stem cells above the current target; returns how many.
    */
   reapIdle(nowMs = Date.now()): number {
-    let reaped = 0;
-    const stemTarget = this.#sizer.target(nowMs);
-    let stems = 0;
+    const stems = this.#stemCells.surplus(nowMs);
+    for (const c of stems.extra) void this.remove(c, { kind: 'evicted', detail: `stem cells above the target (${stems.target})`, error: evictionError('stem cells') });
+    let reaped = stems.extra.length;
     for (const c of this.all()) {
-      if (c.state !== ContainerState.IDLE) continue;
-      if (c.stemCell) {
-        if (++stems > stemTarget) {
-          reaped++;
-          void this.remove(c, { kind: 'evicted', detail: `stem cells above the target (${stemTarget})`, error: evictionError('stem cells') });
-        }
-        continue;
-      }
+      if (c.state !== ContainerState.IDLE || c.stemCell) continue;
       const idleMs = nowMs - c.lastUsedMs;
       const decision = this.#activity.decide(c.deployed.spec.name);
       if (idleMs < decision.keepAliveMs) continue;
@@ -429,43 +448,13 @@ export class WarmPool {
     return reaped;
   }
 
-  /** Starts stem cells until the target is met or the free memory is used (never evicts). */
-  #refillStemCells(): void {
-    if (this.#stemRefill || this.#closed || this.#stemRetryTimer) return;
-    this.#stemRefill = true;
-    queueMicrotask(() => {
-      this.#stemRefill = false;
-      if (this.#closed || this.#stemRetryTimer) return;
-      const { shape } = this.#o.stemCells;
-      const target = this.#sizer.target(Date.now());
-      let have = 0;
-      for (const c of this.#byKey.get(stemCellKey(shape.runtime)) ?? []) if (c.state === ContainerState.STARTING || c.state === ContainerState.IDLE) have++;
-      // Calls waiting for memory come first.
-      if (this.#queues.keys().length > 0) return;
-      for (; have < target && this.#o.budget.tryReserve(shape.memoryMb); have++) {
-        const stem = new FunctionContainer(stemCellPlaceholder(shape), { stemCell: true });
-        this.#add(stem);
-        this.#counts.starting++;
-        this.#track(stem, this.#o.launcher.launch(stem));
-      }
-    });
-  }
-
-  #stemLaunchFailed(): void {
-    if (this.#closed || this.#stemRetryTimer) return;
-    this.#stemRetryTimer = setTimeout(() => {
-      this.#stemRetryTimer = undefined;
-      this.#refillStemCells();
-    }, STEM_RETRY_MS);
-    this.#stemRetryTimer.unref();
-  }
-
   /** Stops stem cells and pre-warms; calls still queued fail with `error`. */
   close(error: SkiffError): void {
     this.#closed = true;
-    clearTimeout(this.#stemRetryTimer);
+    this.#stemCells.close();
     this.#activity.close();
     this.#queues.failAll(error);
+    this.#admission.failAll(error);
   }
 
   /** Removes every container (closing); resolves when all removals are over. */

@@ -1,11 +1,12 @@
 /**
- * The functions this executor can run, by name@version. DEPLOY adds a version (its bundle
- * verified and extracted first); the newest version of a name is current, older ones stay
- * runnable so calls already routed to them still work; UNDEPLOY forgets every version.
+ * The functions this executor can run, by name@version. DEPLOY adds a version's spec (no code:
+ * its bundle is got by hash at the first call that needs it, and cached on disk for every later
+ * one); the newest version of a name is current, older ones stay runnable so calls already
+ * routed to them still work; UNDEPLOY forgets every version.
  */
 import type { FunctionLimits, FunctionSpec } from '../bus/index.ts';
 import { SkiffError } from '../errors.ts';
-import type { BundleStore } from './bundles.ts';
+import { isCodeHash, type BundleSource, type BundleStore } from './bundles.ts';
 
 /** A deployed function version, ready to start containers from. */
 export interface DeployedFunction {
@@ -53,13 +54,11 @@ export function normalizeSpec(raw: FunctionSpec, defaults: FunctionLimits): Func
 export class FunctionRegistry {
   readonly #bundles: BundleStore;
   readonly #defaults: FunctionLimits;
-  readonly #deployed = new Map<string, DeployedFunction>();
+  /** Deployed versions by key, with or without their code on this node yet. */
+  readonly #specs = new Map<string, FunctionSpec>();
+  /** Versions whose code is on disk: the warm path's lookup, no await on the disk or the bus. */
+  readonly #ready = new Map<string, DeployedFunction>();
   readonly #latest = new Map<string, number>();
-  readonly #pending = new Map<string, Promise<DeployedFunction>>();
-  /** Why a version's deploy failed: calls to it say so instead of "not found". */
-  readonly #failed = new Map<string, SkiffError>();
-  /** Bumped by undeploy so a deploy finishing afterwards is dropped. */
-  readonly #generation = new Map<string, number>();
 
   constructor(bundles: BundleStore, defaults: FunctionLimits) {
     this.#bundles = bundles;
@@ -67,80 +66,73 @@ export class FunctionRegistry {
   }
 
   /**
-   * Deploys one version. Resolves with it and the keys of older versions it superseded (their
-   * idle containers can go); rejects with INVALID_FUNCTION_DEFINITION on a bad spec or bundle.
+   * Deploys one version (its spec only). Returns its key and the keys of older versions it
+   * superseded (their idle containers can go); throws INVALID_FUNCTION_DEFINITION on a bad spec.
    */
-  deploy(rawSpec: FunctionSpec, bundle: Buffer): Promise<{ deployed: DeployedFunction; superseded: string[] }> {
-    let spec: FunctionSpec;
-    try {
-      spec = normalizeSpec(rawSpec, this.#defaults);
-    } catch (err) {
-      return Promise.reject(err);
+  deploy(rawSpec: FunctionSpec): { key: string; superseded: string[] } {
+    const spec = normalizeSpec(rawSpec, this.#defaults);
+    if (spec.runtime === 'node20' && !isCodeHash(spec.codeHash)) {
+      throw invalid(`spec.codeHash must be a lower-case sha256 hex digest, got ${JSON.stringify(spec.codeHash)}`);
     }
     const key = functionKey(spec.name, spec.version);
-    const generation = this.#generation.get(spec.name) ?? 0;
-    const job = (async (): Promise<DeployedFunction> => {
-      const codeDir = spec.runtime === 'image' ? '' : await this.#bundles.ensure(spec.codeHash, bundle);
-      return { key, spec, codeDir };
-    })();
-    this.#pending.set(key, job);
-    return job.then(
-      (deployed) => {
-        if (this.#pending.get(key) === job) this.#pending.delete(key);
-        if ((this.#generation.get(spec.name) ?? 0) !== generation) return { deployed, superseded: [] };
-        this.#failed.delete(key);
-        this.#deployed.set(key, deployed);
-        const previous = this.#latest.get(spec.name);
-        const superseded: string[] = [];
-        if (previous === undefined || spec.version >= previous) {
-          this.#latest.set(spec.name, spec.version);
-          for (const other of this.#deployed.values()) {
-            if (other.spec.name === spec.name && other.spec.version < spec.version) superseded.push(other.key);
-          }
-        }
-        return { deployed, superseded };
-      },
-      (err: unknown) => {
-        if (this.#pending.get(key) === job) this.#pending.delete(key);
-        const error = err instanceof SkiffError ? err : new SkiffError('INVALID_FUNCTION_DEFINITION', String(err), { cause: err });
-        if (!this.#deployed.has(key)) this.#failed.set(key, error);
-        throw error;
-      },
-    );
+    this.#specs.set(key, spec);
+    this.#ready.delete(key);
+    const previous = this.#latest.get(spec.name);
+    const superseded: string[] = [];
+    if (previous === undefined || spec.version >= previous) {
+      this.#latest.set(spec.name, spec.version);
+      for (const other of this.#specs.values()) {
+        if (other.name === spec.name && other.version < spec.version) superseded.push(functionKey(other.name, other.version));
+      }
+    }
+    return { key, superseded };
   }
 
   /**
-   * The deployed version `name@version`, waiting for a deploy of it still in progress. Undefined
-   * when unknown; throws FUNCTION_START_FAILED when its deploy failed.
+   * The deployed version `name@version` with its code on disk, its bundle got from `source`
+   * first when this node does not hold it (concurrent calls share one fetch). Undefined when the
+   * version is unknown; throws BUNDLE_UNAVAILABLE when the bundle cannot be got, and
+   * FUNCTION_START_FAILED when it is not a valid bundle.
    */
-  async resolve(name: string, version: number): Promise<DeployedFunction | undefined> {
+  async resolve(name: string, version: number, source: BundleSource): Promise<DeployedFunction | undefined> {
     const key = functionKey(name, version);
-    const pending = this.#pending.get(key);
-    if (pending) await pending.catch(() => {});
-    const deployed = this.#deployed.get(key);
-    if (deployed) return deployed;
-    const failed = this.#failed.get(key);
-    if (failed) throw new SkiffError('FUNCTION_START_FAILED', `${key} could not be deployed on this executor: ${failed.message}`, { cause: failed });
-    return undefined;
+    const ready = this.#ready.get(key);
+    if (ready) return ready;
+    const spec = this.#specs.get(key);
+    if (!spec) return undefined;
+    let codeDir = '';
+    if (spec.runtime !== 'image') {
+      try {
+        codeDir = await this.#bundles.obtain(spec.codeHash, source);
+      } catch (err) {
+        if (err instanceof SkiffError && err.code === 'BUNDLE_UNAVAILABLE') throw err;
+        const message = err instanceof Error ? err.message : String(err);
+        throw new SkiffError('FUNCTION_START_FAILED', `${key} could not be deployed on this executor: ${message}`, { cause: err });
+      }
+    }
+    // Undeployed or redeployed meanwhile: answer for what is deployed now.
+    if (this.#specs.get(key) !== spec) return this.#specs.has(key) ? this.resolve(name, version, source) : undefined;
+    const deployed: DeployedFunction = { key, spec, codeDir };
+    this.#ready.set(key, deployed);
+    return deployed;
   }
 
   /** True while `key` is deployed and the newest version of its name. */
   isCurrent(key: string): boolean {
-    const deployed = this.#deployed.get(key);
-    return deployed !== undefined && this.#latest.get(deployed.spec.name) === deployed.spec.version;
+    const spec = this.#specs.get(key);
+    return spec !== undefined && this.#latest.get(spec.name) === spec.version;
   }
 
   /** Forgets every version of `name`; returns their keys. */
   undeploy(name: string): string[] {
-    this.#generation.set(name, (this.#generation.get(name) ?? 0) + 1);
     this.#latest.delete(name);
     const keys: string[] = [];
-    for (const [key, deployed] of this.#deployed) {
-      if (deployed.spec.name !== name) continue;
-      this.#deployed.delete(key);
+    for (const [key, spec] of this.#specs) {
+      if (spec.name !== name) continue;
+      this.#specs.delete(key);
+      this.#ready.delete(key);
       keys.push(key);
     }
-    for (const key of this.#failed.keys()) if (key.startsWith(`${name}@`)) this.#failed.delete(key);
     return keys;
   }
 }

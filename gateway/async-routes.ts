@@ -1,6 +1,7 @@
 /**
  * HTTP routes of async invocations (OpenFaaS paths): ANY /async-function/:name[/*] answers 202
- * with X-Call-Id once the call is in the fsync'd journal; GET /system/dead-letters and
+ * with X-Call-Id once the call is in the fsync'd journal (a refused submit is answered with its
+ * error and recorded as a 'rejected' invocation); GET /system/dead-letters and
  * POST /system/dead-letters/:id/replay manage the dead-letter queue; GET /system/async counts;
  * POST /system/async/status gives the state of many calls at once.
  * GET /system/invocations/:id consults the dispatcher through RouteDeps.asyncInvocation.
@@ -12,11 +13,15 @@ import { SkiffError, toSkiffError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { AsyncDispatcher } from './async/dispatcher.ts';
 import { headerBytes, openRequest, readBody, readHeaders, sendError, sendJson, type RequestContext } from './http.ts';
+import type { InvocationRequest } from './initiator.ts';
+import type { FunctionRegistry } from './registry.ts';
 
 export interface AsyncRouteDeps {
   config: SkiffConfig;
   dispatcher: AsyncDispatcher;
   logger: Logger;
+  /** Consulted on an unknown function, as the sync route does: a deploy through a peer may not have arrived yet. */
+  registry?: Pick<FunctionRegistry, 'get' | 'reloadOnMiss'>;
 }
 
 /** Same rule as the sync route: a caller's X-Call-Id is kept when it is a sane token. */
@@ -77,13 +82,17 @@ export function registerAsyncRoutes(app: TemplatedApp, deps: AsyncRouteDeps): vo
   });
 }
 
-function answer(ctx: RequestContext, deps: AsyncRouteDeps, work: () => Promise<void>, headers: Record<string, string> = {}): void {
+function answer(ctx: RequestContext, deps: AsyncRouteDeps, work: () => Promise<void>): void {
   work().catch((err: unknown) => {
     const skiffError = toSkiffError(err);
     if (skiffError.code === 'INTERNAL_ERROR') deps.logger.error({ err }, 'request failed');
-    const extra: Record<string, string> = skiffError.code === 'QUEUE_FULL' || skiffError.code === 'JOURNAL_FULL' ? { 'retry-after': String(deps.config.gateway.retryAfterSeconds) } : {};
-    sendError(ctx, skiffError, { ...headers, ...extra });
+    sendError(ctx, skiffError, retryAfter(skiffError, deps));
   });
+}
+
+/** Retry-After on the refusals that pass with time (a full queue or journal). */
+function retryAfter(err: SkiffError, deps: AsyncRouteDeps): Record<string, string> {
+  return err.code === 'QUEUE_FULL' || err.code === 'JOURNAL_FULL' ? { 'retry-after': String(deps.config.gateway.retryAfterSeconds) } : {};
 }
 
 function handleSubmit(res: HttpResponse, req: HttpRequest, deps: AsyncRouteDeps): void {
@@ -94,42 +103,56 @@ function handleSubmit(res: HttpResponse, req: HttpRequest, deps: AsyncRouteDeps)
   const prefixLength = '/async-function/'.length + functionName.length;
   const headers = readHeaders(req);
   const callerCallId = headers['x-call-id'];
-  const id = callerCallId !== undefined && CALL_ID_PATTERN.test(callerCallId) ? callerCallId : randomUUID();
-  const method = req.getCaseSensitiveMethod();
-  const query = req.getQuery() ?? '';
+  const request: InvocationRequest = {
+    id: callerCallId !== undefined && CALL_ID_PATTERN.test(callerCallId) ? callerCallId : randomUUID(),
+    functionName,
+    method: req.getCaseSensitiveMethod(),
+    path: url.length > prefixLength ? url.slice(prefixLength) : '/',
+    query: req.getQuery() ?? '',
+    headers,
+    body: EMPTY_BODY,
+    traceparent: headers['traceparent'] ?? '',
+    receivedAtMs,
+    trigger: 'async',
+  };
+  // A refused submit is answered, then stored as a 'rejected' invocation (request bytes: what
+  // was read of the body, 0 when the body itself was refused).
+  const reject = (err: SkiffError): void => {
+    if (err.code === 'INTERNAL_ERROR') deps.logger.error({ err: err.cause ?? err }, 'async submit failed');
+    sendError(ctx, err, { 'x-call-id': request.id, ...retryAfter(err, deps) });
+    deps.dispatcher.recordRejected(request, err);
+  };
   const { maxHeaderBytes, maxBodyBytes } = deps.config.gateway;
   if (headerBytes(headers) > maxHeaderBytes) {
     ctx.mustClose = true;
-    sendError(ctx, new SkiffError('HEADERS_TOO_LARGE', `request headers are over the limit of ${maxHeaderBytes} bytes`), { 'x-call-id': id });
+    reject(new SkiffError('HEADERS_TOO_LARGE', `request headers are over the limit of ${maxHeaderBytes} bytes`));
     return;
   }
   const declared = Number(headers['content-length'] ?? 0);
   const hasBody = declared > 0 || headers['transfer-encoding'] !== undefined;
   const bodyReady = hasBody ? readBody(ctx, declared, maxBodyBytes) : Promise.resolve(EMPTY_BODY);
-  answer(
-    ctx,
-    deps,
-    async () => {
-      const body = await bodyReady;
-      const idempotencyKey = headers['idempotency-key'] ?? '';
-      if (idempotencyKey.length > IDEMPOTENCY_KEY_MAX) throw new SkiffError('BAD_REQUEST', `Idempotency-Key must be at most ${IDEMPOTENCY_KEY_MAX} characters`);
-      const accepted = await deps.dispatcher.submit({
-        id,
-        functionName,
-        method,
-        path: url.length > prefixLength ? url.slice(prefixLength) : '/',
-        query,
-        headers,
-        body,
-        traceparent: headers['traceparent'] ?? '',
-        receivedAtMs,
-        callbackUrl: headers['x-callback-url'] ?? '',
-        idempotencyKey,
-      });
-      const replyHeaders: Record<string, string> = { 'x-call-id': accepted.id };
-      if (accepted.duplicate) replyHeaders['x-idempotent-replay'] = 'true';
-      sendJson(ctx, 202, { id: accepted.id, status: deps.dispatcher.status(accepted.id) ?? 'queued' }, replyHeaders);
-    },
-    { 'x-call-id': id },
-  );
+  const submit = async (): Promise<void> => {
+    request.body = await bodyReady;
+    // A deploy through a peer gateway may not have reached us over PUB/SUB: ask storage.
+    if (deps.registry && !deps.registry.get(functionName)) await deps.registry.reloadOnMiss();
+    const idempotencyKey = headers['idempotency-key'] ?? '';
+    if (idempotencyKey.length > IDEMPOTENCY_KEY_MAX) throw new SkiffError('BAD_REQUEST', `Idempotency-Key must be at most ${IDEMPOTENCY_KEY_MAX} characters`);
+    const accepted = await deps.dispatcher.submit({
+      id: request.id,
+      functionName,
+      method: request.method,
+      path: request.path,
+      query: request.query,
+      headers,
+      body: request.body,
+      traceparent: request.traceparent,
+      receivedAtMs,
+      callbackUrl: headers['x-callback-url'] ?? '',
+      idempotencyKey,
+    });
+    const replyHeaders: Record<string, string> = { 'x-call-id': accepted.id };
+    if (accepted.duplicate) replyHeaders['x-idempotent-replay'] = 'true';
+    sendJson(ctx, 202, { id: accepted.id, status: deps.dispatcher.status(accepted.id) ?? 'queued' }, replyHeaders);
+  };
+  submit().catch((err: unknown) => reject(toSkiffError(err)));
 }

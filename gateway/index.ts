@@ -47,7 +47,7 @@ export async function startGateway(config: SkiffConfig, storage: Storage, logger
   const tls = config.gateway.tls;
   const app = tls.certFile ? uws.SSLApp({ cert_file_name: tls.certFile, key_file_name: tls.keyFile }) : uws.App();
   const dispatcher = AsyncDispatcher.start({ config, initiator, registry, storage, logger });
-  registerAsyncRoutes(app, { config, dispatcher, logger });
+  registerAsyncRoutes(app, { config, dispatcher, logger, registry });
   registerRoutes(app, { config, registry, initiator, storage, logger, asyncInvocation: (id) => dispatcher.describe(id) });
 
   const listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {

@@ -1,14 +1,16 @@
 /**
  * The initiator: turns an HTTP request into an invocation envelope, picks an executor, sends
  * INVOKE over the bus and matches the RESULT. It owns the gateway's ROUTER and keeps executors in
- * step with the registry (DEPLOY on HELLO and on every deploy). Hot path: the request body goes
+ * step with the registry (DEPLOY on HELLO and on every deploy, specs only; an executor fetches
+ * a code bundle by hash when a call needs it: FETCH_BUNDLE, answered by bundle-server.ts). Hot path: the request body goes
  * into the INVOKE frame as is; the response body comes back as the RESULT frame's buffer.
  */
-import { BusRouter, MessageType, type BusMessage, type ExecutorPeer, type InvokeHeader, type ResultHeader } from '../bus/index.ts';
+import { BusRouter, MessageType, type BusMessage, type ExecutorPeer, type FetchBundleHeader, type InvokeHeader, type ResultHeader } from '../bus/index.ts';
 import type { SkiffConfig } from '../config.ts';
 import { isErrorCode, SkiffError, type ErrorCode } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { InvocationRecord, Storage } from '../storage/index.ts';
+import { BundleServer } from './bundle-server.ts';
 import type { FunctionDefinition } from './definition.ts';
 import type { FunctionRegistry } from './registry.ts';
 import { choosePlacement, leastLoaded, PlacementState, random, type PlacementCandidate, type PlacementOptions, type PlacementPolicy } from './placement.ts';
@@ -42,6 +44,8 @@ export interface InvocationRequest {
   attempt?: number;
   /** When this attempt started (async); its deadline and totalUs run from here, not from receivedAtMs. */
   startedAtMs?: number;
+  /** Set by the initiator when it sends INVOKE (epoch ms): the record's queuedAtMs. */
+  dispatchedAtMs?: number;
 }
 
 /** What comes back: the function's answer, or a Skiff error with its code. */
@@ -80,6 +84,7 @@ export class Initiator {
   readonly #storage: Storage;
   readonly #logger: Logger;
   readonly #router: BusRouter;
+  readonly #bundleServer: BundleServer;
   readonly #pending = new Map<string, PendingCall>();
   /** Last executor that ran each function: it likely still holds a warm container for it. */
   readonly #warmAffinity = new Map<string, string>();
@@ -97,6 +102,7 @@ export class Initiator {
     this.#registry = registry;
     this.#storage = storage;
     this.#logger = logger;
+    this.#bundleServer = new BundleServer(registry, storage, { database: config.storage.database, maxBundleBytes: config.gateway.maxDeployBytes });
     this.#placementPolicy = PLACEMENT_POLICIES[config.gateway.placement];
     this.#placementOptions = { loadEpsilon: config.gateway.placementLoadEpsilon, callerZone: config.gateway.zone || undefined };
     this.#router = new BusRouter(
@@ -139,9 +145,9 @@ export class Initiator {
     return total;
   }
 
-  /** Tells every executor about a new or updated definition. */
+  /** Tells every executor about a new or updated definition: the spec only, code is fetched on demand. */
   announceDeploy(def: FunctionDefinition): void {
-    for (const peer of this.#router.peers()) this.#router.send(peer.peerId, MessageType.DEPLOY, { spec: def.spec }, def.code);
+    for (const peer of this.#router.peers()) this.#router.send(peer.peerId, MessageType.DEPLOY, { spec: def.spec });
   }
 
   announceUndeploy(name: string): void {
@@ -238,6 +244,7 @@ export class Initiator {
       this.#pending.set(request.id, { request, peerId: peer.peerId, nodeId: peer.hello.nodeId, timer, resolve });
       this.#inFlightByPeer.set(peer.peerId, (this.#inFlightByPeer.get(peer.peerId) ?? 0) + 1);
       peer.credits = Math.max(0, peer.credits - 1);
+      request.dispatchedAtMs = Date.now();
       if (!this.#router.send(peer.peerId, MessageType.INVOKE, header, request.body)) {
         this.#settle(request.id, this.#fail(request, new SkiffError('NO_EXECUTOR', 'the bus to the executor is full'), peer.hello.nodeId));
       }
@@ -305,9 +312,22 @@ export class Initiator {
       case MessageType.EVENTS:
         this.#storage.recordContainerEvents(message.header.events);
         return;
+      case MessageType.FETCH_BUNDLE:
+        this.#serveBundle(peer, message.header);
+        return;
       default:
         this.#logger.warn({ type: message.type, executor: peer.hello.nodeId }, 'unexpected bus message from executor');
     }
+  }
+
+  /** Answers an executor's FETCH_BUNDLE with the bundle, or with why it is not there. */
+  #serveBundle(peer: ExecutorPeer, request: FetchBundleHeader): void {
+    void this.#bundleServer.serve(request.codeHash).then(({ header, body }) => {
+      const context = { executor: peer.hello.nodeId, codeHash: header.codeHash, bytes: body.length };
+      if (header.found) this.#logger.info(context, 'code bundle served');
+      else this.#logger.warn({ ...context, reason: header.message }, 'code bundle not served');
+      if (!this.#router.send(peer.peerId, MessageType.BUNDLE, header, body)) this.#logger.warn(context, 'BUNDLE dropped: the bus queue is full or the executor left');
+    });
   }
 
   #onResult(peer: ExecutorPeer, result: ResultHeader, body: Buffer): void {
@@ -350,7 +370,7 @@ export class Initiator {
   #onPeerUp(peer: ExecutorPeer): void {
     for (const waiter of [...this.#peerWaiters]) waiter();
     this.#logger.info({ executor: peer.hello.nodeId, peer: peer.peerId }, 'executor connected');
-    for (const def of this.#registry.list()) this.#router.send(peer.peerId, MessageType.DEPLOY, { spec: def.spec }, def.code);
+    for (const def of this.#registry.list()) this.#router.send(peer.peerId, MessageType.DEPLOY, { spec: def.spec });
   }
 
   #onPeerDown(peer: ExecutorPeer, reason: string): void {
@@ -375,11 +395,18 @@ export class Initiator {
     }
   }
 
-  /** Writes the invocation record (batched by storage); called after the response went out. */
-  record(request: InvocationRequest, outcome: InvocationOutcome): void {
+  /**
+   * Writes the invocation record (batched by storage); called after the response went out.
+   * `status` defaults to what the error code implies; a refused async submit passes 'rejected'.
+   */
+  record(request: InvocationRequest, outcome: InvocationOutcome, status: InvocationRecord['status'] = statusOf(outcome.errorCode)): void {
     const finishedAtMs = Date.now();
     const def = this.#registry.get(request.functionName);
     const result = outcome.result;
+    // The executor reports durations, not times (its clock may differ): anchor them at the send.
+    const queuedAtMs = request.dispatchedAtMs ?? finishedAtMs;
+    const reachedContainer = result !== undefined && result.start !== '';
+    const startedAtMs = reachedContainer ? Math.min(finishedAtMs, queuedAtMs + Math.round((result.queueUs + result.initUs) / 1000)) : finishedAtMs;
     const record: InvocationRecord = {
       id: request.id,
       namespace: def?.spec.namespace ?? 'default',
@@ -389,14 +416,17 @@ export class Initiator {
       containerId: result?.containerId ?? '',
       trigger: request.trigger ?? 'sync',
       attempt: request.attempt ?? 1,
-      status: statusOf(outcome.errorCode),
+      status,
       errorCode: outcome.errorCode,
       httpStatus: outcome.status,
       start: result?.start ?? '',
       receivedAtMs: request.receivedAtMs,
+      queuedAtMs,
+      startedAtMs,
       finishedAtMs,
       queueUs: result?.queueUs ?? 0,
       initUs: result?.initUs ?? 0,
+      createUs: result?.createUs ?? 0,
       runUs: result?.runUs ?? 0,
       totalUs: Math.max(0, Math.round((finishedAtMs - (request.startedAtMs ?? request.receivedAtMs)) * 1000)),
       requestBytes: request.body.length,
@@ -416,9 +446,13 @@ export class Initiator {
   }
 }
 
+/** Load shedding: the call was refused before it ran, so it is `rejected`, though the platform is the reason. */
+const SHED_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['QUEUE_FULL', 'FUNCTION_QUEUE_FULL', 'JOURNAL_FULL']);
+
 function statusOf(code: ErrorCode | ''): InvocationRecord['status'] {
   if (code === '') return 'ok';
   if (code === 'FUNCTION_TIMEOUT') return 'timeout';
+  if (SHED_CODES.has(code)) return 'rejected';
   return new SkiffError(code, '').blame === 'caller' ? 'rejected' : 'error';
 }
 

@@ -115,6 +115,12 @@ export class FunctionRegistry {
     return def;
   }
 
+  /** The code bundle of a current definition whose codeHash is `codeHash`, if any (executors fetch it: bundle-server.ts). */
+  bundleOf(codeHash: string): Buffer | undefined {
+    for (const def of this.#current.values()) if (def.spec.codeHash === codeHash && def.code.length > 0) return def.code;
+    return undefined;
+  }
+
   list(): FunctionDefinition[] {
     return [...this.#current.values()].sort((a, b) => a.spec.name.localeCompare(b.spec.name));
   }

@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { Piscina } from 'piscina';
 import { SkiffError } from '../errors.ts';
-import type { Backend } from './backend.ts';
+import type { Backend, EncodedBatch } from './backend.ts';
 import type { ChdbReply, ChdbTask, ChdbWorkerData } from './chdb-worker.ts';
 import { toStorageError } from './errors.ts';
 import type { RecordOf, Row } from './rows.ts';
@@ -59,8 +59,8 @@ class ChdbBackend implements Backend {
     await this.#run(task, `insert into ${table}`);
   }
 
-  async insertEncoded(table: TableName, body: Uint8Array, gzip: boolean): Promise<void> {
-    await this.#run({ op: 'insertEncoded', database: this.#database, table, body, gzip }, `insert into ${table}`);
+  async insertEncoded(table: TableName, batch: EncodedBatch): Promise<void> {
+    await this.#run({ op: 'insertEncoded', database: this.#database, table, batch }, `insert into ${table}`);
   }
 
   async rows(sql: string): Promise<Row[]> {

@@ -1,11 +1,14 @@
 /**
  * The piscina worker that owns the process's one chDB Session (chDB calls block their thread, so
- * none run on the event loop). It also encodes insert batches to JSONEachRow and decodes results,
- * keeping that CPU work off the event loop too. Loaded through chdb-worker.mjs (registers tsx).
+ * none run on the event loop). Encoded batches go in as raw bytes through chDB's insert (no
+ * string of the whole batch is built); records from the registry are encoded to JSONEachRow here
+ * and results decoded, keeping that CPU work off the event loop too. Loaded through
+ * chdb-worker.mjs (registers tsx).
  */
 import { workerData } from 'node:worker_threads';
 import { gunzipSync } from 'node:zlib';
 import { Session } from 'chdb';
+import type { EncodedBatch } from './backend.ts';
 import { decodeRows, encodeJsonEachRow, parseJsonEachRow, type RecordOf } from './rows.ts';
 import { columnList, qualified, type TableName } from './schema.ts';
 
@@ -18,7 +21,7 @@ export interface ChdbWorkerData {
 export type ChdbTask =
   | { op: 'command'; sql: string }
   | { [T in TableName]: { op: 'insert'; database: string; table: T; records: readonly RecordOf[T][] } }[TableName]
-  | { op: 'insertEncoded'; database: string; table: TableName; body: Uint8Array; gzip: boolean }
+  | { op: 'insertEncoded'; database: string; table: TableName; batch: EncodedBatch }
   | { op: 'select'; table: TableName; sql: string }
   | { op: 'rows'; sql: string }
   | { op: 'close' };
@@ -28,12 +31,19 @@ export type ChdbReply = { ok: true; rows: unknown[] } | { ok: false; message: st
 
 let session: Session | undefined;
 
+const ZLIB_INFLATE_FAILED = '354';
+
+function isZlibError(err: unknown): boolean {
+  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+  return typeof code === 'string' && code.startsWith('Z_');
+}
+
 function open(): Session {
   session ??= new Session((workerData as ChdbWorkerData).path);
   return session;
 }
 
-function run(task: ChdbTask): unknown[] {
+async function run(task: ChdbTask): Promise<unknown[]> {
   switch (task.op) {
     case 'command':
       open().query(task.sql, 'TSV');
@@ -45,9 +55,9 @@ function run(task: ChdbTask): unknown[] {
       return [];
     }
     case 'insertEncoded': {
-      const head = `INSERT INTO ${qualified(task.database, task.table)} (${columnList(task.table)}) FORMAT JSONEachRow\n`;
-      const body = task.gzip ? gunzipSync(task.body) : Buffer.from(task.body.buffer, task.body.byteOffset, task.body.byteLength);
-      open().query(head + body.toString('utf8'), 'TSV');
+      const { batch } = task;
+      const values = batch.gzip ? gunzipSync(batch.body) : Buffer.from(batch.body.buffer, batch.body.byteOffset, batch.body.byteLength);
+      await open().insert({ table: `${task.database}.${task.table}`, values, format: batch.format, columns: batch.columns });
       return [];
     }
     case 'rows':
@@ -62,12 +72,13 @@ function run(task: ChdbTask): unknown[] {
 }
 
 /** Runs one task on the worker's Session; failures come back as data, never thrown. */
-export default function chdbTask(task: ChdbTask): ChdbReply {
+export default async function chdbTask(task: ChdbTask): Promise<ChdbReply> {
   try {
-    return { ok: true, rows: run(task) };
+    return { ok: true, rows: await run(task) };
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
-    const code = /Code: (\d+)/.exec(message)?.[1] ?? '';
-    return { ok: false, message, code };
+    // A gzip body that does not inflate is what a ClickHouse server answers as 354 (ZLIB_INFLATE_FAILED): say so alike.
+    if (isZlibError(err)) return { ok: false, message: `Code: ${ZLIB_INFLATE_FAILED} (ZLIB_INFLATE_FAILED): inflate failed: ${message}`, code: ZLIB_INFLATE_FAILED };
+    return { ok: false, message, code: /Code: (\d+)/.exec(message)?.[1] ?? '' };
   }
 }

@@ -1,14 +1,68 @@
 /**
- * The encoder pool: piscina threads that encode and compress batches (encode-worker.ts), shared
- * by every table writer of a storage and closed with it.
+ * The encoder pool: piscina threads that encode, compress and split batches and frame and check
+ * spool files (encode-worker.ts), shared by every table writer of a storage and closed with it.
  */
 import os from 'node:os';
+import { serialize } from 'node:v8';
 import { Piscina } from 'piscina';
-import type { EncodedBody, EncodeReply, EncodeTask, RefusedRow } from './encode-worker.ts';
+import type { EncodedBatch } from './backend.ts';
+import type { EncodeReply, EncodeTask, RefusedRow } from './encode-worker.ts';
+import { TUPLE_FIELDS, type RecordOf } from './rows.ts';
 import type { TableName } from './schema.ts';
+
+/**
+ * Rows per hand-off chunk: a big batch crosses (and is encoded) a chunk at a time, so neither
+ * thread holds more than this many rows as JS values at once; young-generation GC then stays
+ * cheap whatever storage.maxBatchRows is.
+ */
+const HAND_OFF_CHUNK_ROWS = 8192;
+
+/** A sealed batch on its way to the encoder worker: `rows` records as serialized chunks (handOffRecords). */
+export interface HandOff {
+  rows: number;
+  chunks: Uint8Array[];
+}
+
+/**
+ * Records → the hand-off to the encoder worker: per chunk, one flat array of every row's fields
+ * in TUPLE_FIELDS order, serialized at once in the structured-clone format. That costs the event
+ * loop less than anything else measured (JSON of per-row tuples: ~2×, cloning the record objects:
+ * ~3×), and a batch waiting in the writer's queue is off-heap buffers: no JS objects that outlive
+ * young-generation GC and make the old generation's collections grow.
+ */
+export function handOffRecords(table: TableName, records: readonly RecordOf[TableName][]): HandOff {
+  const names = TUPLE_FIELDS[table];
+  const width = names.length;
+  const chunks: Uint8Array[] = [];
+  for (let start = 0; start < records.length; start += HAND_OFF_CHUNK_ROWS) {
+    const end = Math.min(records.length, start + HAND_OFF_CHUNK_ROWS);
+    const fields = new Array<unknown>((end - start) * width);
+    let at = 0;
+    for (let i = start; i < end; i++) {
+      const record = records[i] as unknown as Record<string, unknown>;
+      for (let f = 0; f < width; f++) fields[at++] = record[names[f]];
+    }
+    chunks.push(serialize(fields));
+  }
+  return { rows: records.length, chunks };
+}
+
+/** The chunks' memory, when each owns its whole ArrayBuffer (v8.serialize's do): moved to the worker, not copied. */
+function movable(chunks: readonly Uint8Array[]): ArrayBuffer[] {
+  const buffers: ArrayBuffer[] = [];
+  for (const chunk of chunks) {
+    const { buffer } = chunk;
+    if (!(buffer instanceof ArrayBuffer) || chunk.byteOffset !== 0 || chunk.byteLength !== buffer.byteLength) return [];
+    buffers.push(buffer);
+  }
+  return buffers;
+}
 
 /** Encoder threads: one leaves a core for the event loop on small machines; two at most. */
 const ENCODER_THREADS = Math.max(1, Math.min(2, os.availableParallelism() - 1));
+
+/** What a spool file turned out to hold: its batch, or why it cannot be replayed. */
+export type OpenedSpoolFile = { batch: EncodedBatch } | { damaged: string };
 
 export class Encoder {
   readonly #pool = new Piscina<EncodeTask, EncodeReply>({
@@ -19,26 +73,37 @@ export class Encoder {
   });
   #closed: Promise<void> | undefined;
 
-  /** A batch's tuple JSON (rows.ts toTupleJson) → gzip'd JSONEachRow, off the event loop, and the rows it refused. */
-  async encode(table: TableName, tuples: string, gzip: boolean): Promise<EncodedBody & { refused: RefusedRow[] }> {
-    const reply = await this.#pool.run({ op: 'encode', table, tuples, gzip });
-    if (reply.op !== 'encode') throw new Error('encoder answered the wrong task');
-    return { body: reply.body, gzip: reply.gzip, rows: reply.rows, rawBytes: reply.rawBytes, refused: reply.refused };
+  async #run<K extends EncodeReply['op']>(task: EncodeTask & { op: K }, transferList: ArrayBuffer[] = []): Promise<Extract<EncodeReply, { op: K }>> {
+    const reply = await this.#pool.run(task, { transferList });
+    if (reply.op !== task.op) throw new Error(`encoder answered ${reply.op} to ${task.op}`);
+    return reply as Extract<EncodeReply, { op: K }>;
   }
 
-  /** An encoded batch cut in two halves (compressed as it was), or its one row's text. */
-  async split(batch: EncodedBody): Promise<{ halves: EncodedBody[]; line: string }> {
-    const reply = await this.#pool.run({ op: 'split', body: batch.body, gzip: batch.gzip });
-    if (reply.op !== 'split') throw new Error('encoder answered the wrong task');
-    return reply;
+  /**
+   * A batch's hand-off (handOffRecords) → TabSeparated rows (gzip'd when `gzip`), off the event
+   * loop, and the rows it refused. The hand-off's buffers are moved to the worker, not copied:
+   * they are unusable afterwards.
+   */
+  async encode(table: TableName, handOff: HandOff, gzip: boolean): Promise<{ batch: EncodedBatch; refused: RefusedRow[] }> {
+    const { batch, refused } = await this.#run({ op: 'encode', table, handOff, gzip }, movable(handOff.chunks));
+    return { batch, refused };
   }
 
-  /** The batch gzip-compressed (as the spool keeps it). */
-  async compress(batch: EncodedBody): Promise<EncodedBody> {
-    if (batch.gzip) return batch;
-    const reply = await this.#pool.run({ op: 'compress', body: batch.body });
-    if (reply.op !== 'compress') throw new Error('encoder answered the wrong task');
-    return { ...batch, body: reply.body, gzip: true };
+  /** A batch cut in two halves (compressed as it was), or its one row's text. */
+  async split(batch: EncodedBatch): Promise<{ halves: EncodedBatch[]; line: string }> {
+    const { halves, line } = await this.#run({ op: 'split', batch });
+    return { halves, line };
+  }
+
+  /** The spool file bytes of a batch: gzip'd, with a checksummed header (spool-file.ts). */
+  async spoolFile(table: TableName, batch: EncodedBatch): Promise<Uint8Array> {
+    return (await this.#run({ op: 'spoolFile', table, batch })).bytes;
+  }
+
+  /** Checks a spool file whole and gives back its batch, or says why it is damaged. */
+  async openSpoolFile(table: TableName, file: string, rows: number, bytes: Uint8Array): Promise<OpenedSpoolFile> {
+    const reply = await this.#run({ op: 'openSpoolFile', table, file, rows, bytes });
+    return 'damaged' in reply ? { damaged: reply.damaged } : { batch: reply.batch };
   }
 
   /** Waits for running tasks and stops the threads; idempotent. */

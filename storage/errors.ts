@@ -41,9 +41,52 @@ const POISON_CODES: ReadonlySet<string> = new Set([
   '131', // TOO_LARGE_STRING_SIZE
 ]);
 
+/**
+ * ClickHouse codes that say ClickHouse is unreachable, overloaded or misconfigured in a way an
+ * operator (or time) fixes: a batch refused with one of them is retried however long it takes.
+ */
+const OUTAGE_CODES: ReadonlySet<string> = new Set([
+  '60', // UNKNOWN_TABLE (storage not migrated yet)
+  '81', // UNKNOWN_DATABASE
+  '159', // TIMEOUT_EXCEEDED
+  '164', // READONLY
+  '192', // UNKNOWN_USER
+  '193', // WRONG_PASSWORD
+  '202', // TOO_MANY_SIMULTANEOUS_QUERIES
+  '203', // NO_FREE_CONNECTION
+  '209', // SOCKET_TIMEOUT
+  '210', // NETWORK_ERROR
+  '236', // ABORTED
+  '241', // MEMORY_LIMIT_EXCEEDED
+  '242', // TABLE_IS_READ_ONLY
+  '243', // NOT_ENOUGH_SPACE
+  '252', // TOO_MANY_PARTS
+  '394', // QUERY_WAS_CANCELLED
+  '425', // SYSTEM_ERROR
+  '497', // ACCESS_DENIED
+  '516', // AUTHENTICATION_FAILED
+]);
+
+/**
+ * Why an insert failed, for what to do next: `poison` (the data is bad: bisect and dead-letter the
+ * bad rows), `outage` (ClickHouse is down, overloaded or misconfigured, or no ClickHouse code at
+ * all: retry without limit) or `refused` (ClickHouse answered with another error about this batch,
+ * e.g. a body it cannot read: retried a bounded number of times, then the batch is set aside).
+ */
+export type InsertFailure = 'poison' | 'outage' | 'refused';
+
+/** Classifies a backend error (wrapped or not); see InsertFailure. */
+export function classifyInsertError(err: unknown): InsertFailure {
+  const code = errorCode(err instanceof SkiffError && err.cause !== undefined ? err.cause : err);
+  if (POISON_CODES.has(code)) return 'poison';
+  // Only a numeric code is ClickHouse's answer; socket errnos and client errors are outages.
+  if (!/^\d+$/.test(code) || OUTAGE_CODES.has(code)) return 'outage';
+  return 'refused';
+}
+
 /** True when `err` (a backend error, wrapped or not) says the batch's data is bad: retrying cannot help. */
 export function isPoisonError(err: unknown): boolean {
-  return POISON_CODES.has(errorCode(err instanceof SkiffError && err.cause !== undefined ? err.cause : err));
+  return classifyInsertError(err) === 'poison';
 }
 
 function errorCode(err: unknown): string {

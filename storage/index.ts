@@ -14,6 +14,7 @@ export type {
   LogRow,
   Percentiles,
   Storage,
+  StorageCluster,
   StorageOptions,
   StorageStats,
   StoredFunction,

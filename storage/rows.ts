@@ -87,6 +87,7 @@ const invocations: Codec<InvocationRecord> = {
     finished_at_ms: u64(r.finishedAtMs),
     queue_us: u64(r.queueUs),
     init_us: u64(r.initUs),
+    create_us: u64(r.createUs),
     run_us: u64(r.runUs),
     total_us: u64(r.totalUs),
     request_bytes: u64(r.requestBytes),
@@ -112,6 +113,7 @@ const invocations: Codec<InvocationRecord> = {
     finishedAtMs: u64(r.finished_at_ms),
     queueUs: u64(r.queue_us),
     initUs: u64(r.init_us),
+    createUs: u64(r.create_us),
     runUs: u64(r.run_us),
     totalUs: u64(r.total_us),
     requestBytes: u64(r.request_bytes),
@@ -234,26 +236,13 @@ const CODECS: { [T in TableName]: Codec<RecordOf[T]> } = {
 export const TUPLE_FIELDS: { readonly [T in TableName]: readonly (keyof RecordOf[T] & string)[] } = {
   invocations: [
     'id', 'namespace', 'function', 'version', 'executor', 'containerId', 'trigger', 'attempt', 'status', 'errorCode', 'httpStatus', 'start',
-    'receivedAtMs', 'queuedAtMs', 'startedAtMs', 'finishedAtMs', 'queueUs', 'initUs', 'runUs', 'totalUs', 'requestBytes', 'responseBytes', 'traceId',
+    'receivedAtMs', 'queuedAtMs', 'startedAtMs', 'finishedAtMs', 'queueUs', 'initUs', 'createUs', 'runUs', 'totalUs', 'requestBytes', 'responseBytes', 'traceId',
   ],
   logs: ['invocationId', 'function', 'containerId', 'timeMs', 'seq', 'lineId', 'stream', 'line', 'truncated'],
   container_events: ['eventId', 'timeMs', 'nodeId', 'containerId', 'function', 'version', 'kind', 'detail'],
   functions: ['name', 'namespace', 'version', 'runtime', 'image', 'codeHash', 'code', 'handler', 'env', 'limits', 'createdAtMs', 'deleted'],
   schema_migrations: ['version', 'name', 'appliedAtMs'],
 };
-
-/** Records → the JSON hand-off of a batch (an array of tuples in TUPLE_FIELDS order). */
-export function toTupleJson<T extends TableName>(table: T, records: readonly RecordOf[T][]): string {
-  const fields = TUPLE_FIELDS[table];
-  const tuples = new Array<unknown[]>(records.length);
-  for (let i = 0; i < records.length; i++) {
-    const record = records[i] as unknown as Record<string, unknown>;
-    const tuple = new Array<unknown>(fields.length);
-    for (let f = 0; f < fields.length; f++) tuple[f] = record[fields[f]];
-    tuples[i] = tuple;
-  }
-  return JSON.stringify(tuples);
-}
 
 /** A tuple back to a record; throws on anything that is not a tuple of the table's arity. */
 export function fromTuple<T extends TableName>(table: T, tuple: unknown): RecordOf[T] {

@@ -1,16 +1,27 @@
 /**
  * The one schema text both backends accept: chDB 26.x and ClickHouse server 18.16. Hence only
  * String and UInt* columns (no DateTime64, LowCardinality, Nullable, Map or Bool), epoch-ms/µs as
- * UInt64, partitions computed from them, and JSONEachRow for every insert.
+ * UInt64, partitions computed from them, and TabSeparated for batch inserts (JSONEachRow for the
+ * registry's few rows and for spool files of earlier versions).
+ *
+ * The same tables are generated for one server (chDB or a ClickHouse server) and for a ClickHouse
+ * cluster (storage.cluster): there each table is a `<table>_local` on every server, created
+ * ON CLUSTER (ReplicatedReplacingMergeTree when the shards are replicated), with a Distributed
+ * table of the plain name in front, so queries and writers name the same tables either way.
+ * Pure text: the chDB and encoder workers import this module.
  */
+import type { StorageCluster } from './types.ts';
 
 export type ColumnType = 'String' | 'UInt8' | 'UInt16' | 'UInt32' | 'UInt64';
 
 interface TableSpec {
   readonly columns: readonly (readonly [name: string, type: ColumnType])[];
-  readonly engine: string;
+  /** ReplacingMergeTree's version column (the newest row of an identity survives merges); none: any one. */
+  readonly replacingVersion?: string;
   readonly partitionBy?: string;
   readonly orderBy: string;
+  /** The cluster's sharding key: every copy of a row's identity lands on one shard, where merges collapse them. */
+  readonly shardingKey: string;
 }
 
 /** Monthly partitions from an epoch-ms column (18.16 needs no DateTime column for this). */
@@ -47,16 +58,20 @@ export const TABLES = {
       ['finished_at_ms', 'UInt64'],
       ['queue_us', 'UInt64'],
       ['init_us', 'UInt64'],
+      // Of init_us: creating and starting the container (cold starts; 0 for warm and stem-cell starts). Version 3.
+      ['create_us', 'UInt64'],
       ['run_us', 'UInt64'],
       ['total_us', 'UInt64'],
       ['request_bytes', 'UInt64'],
       ['response_bytes', 'UInt64'],
       ['trace_id', 'String'],
     ],
-    engine: 'ReplacingMergeTree(finished_at_ms)',
+    replacingVersion: 'finished_at_ms',
     partitionBy: monthOf('received_at_ms'),
     // By function and time for lists and stats; (id, attempt) last makes it the row's identity.
     orderBy: '(`function`, received_at_ms, id, attempt)',
+    // Every attempt of a call on one shard; an even spread even when one function is hot.
+    shardingKey: 'cityHash64(id)',
   },
   logs: {
     columns: [
@@ -70,9 +85,10 @@ export const TABLES = {
       ['line', 'String'],
       ['truncated', 'UInt8'],
     ],
-    engine: 'ReplacingMergeTree()',
     partitionBy: monthOf('time_ms'),
     orderBy: '(`function`, invocation_id, time_ms, seq, line_id)',
+    // An invocation's lines on one shard.
+    shardingKey: 'cityHash64(invocation_id)',
   },
   container_events: {
     columns: [
@@ -85,9 +101,10 @@ export const TABLES = {
       ['kind', 'String'],
       ['detail', 'String'],
     ],
-    engine: 'ReplacingMergeTree()',
     partitionBy: monthOf('time_ms'),
     orderBy: '(`function`, container_id, time_ms, event_id)',
+    // A container's history on one shard.
+    shardingKey: 'cityHash64(container_id)',
   },
   functions: {
     columns: [
@@ -106,8 +123,10 @@ export const TABLES = {
       ['created_at_ms', 'UInt64'],
       ['deleted', 'UInt8'],
     ],
-    engine: 'ReplacingMergeTree(created_at_ms)',
+    replacingVersion: 'created_at_ms',
     orderBy: '(name, namespace, version)',
+    // Every version of a function on one shard, so its newest is picked where its rows are.
+    shardingKey: 'cityHash64(name, namespace)',
   },
   schema_migrations: {
     columns: [
@@ -115,8 +134,9 @@ export const TABLES = {
       ['name', 'String'],
       ['applied_at_ms', 'UInt64'],
     ],
-    engine: 'ReplacingMergeTree(applied_at_ms)',
+    replacingVersion: 'applied_at_ms',
     orderBy: 'version',
+    shardingKey: 'version',
   },
 } as const satisfies Record<string, TableSpec>;
 
@@ -140,66 +160,101 @@ export function columnList(table: TableName): string {
   return TABLES[table].columns.map(([name]) => `\`${name}\``).join(', ');
 }
 
-/** CREATE DATABASE IF NOT EXISTS, the first migration step. */
-export function createDatabaseSql(database: string): string {
-  return `CREATE DATABASE IF NOT EXISTS \`${database}\``;
+/** The ClickHouse type of one column of `table`; throws for a column the schema does not have. */
+export function columnType(table: TableName, column: string): ColumnType {
+  const found = TABLES[table].columns.find(([name]) => name === column);
+  if (!found) throw new Error(`${table} has no column ${column}`);
+  return found[1];
 }
 
-/** The idempotent CREATE TABLE of `table` in `database`. */
-export function createTableSql(database: string, table: TableName): string {
+/** Where the schema lives: one server (chDB or a ClickHouse server), or every server of a cluster. */
+export interface SchemaTarget {
+  readonly database: string;
+  /** Set: `<table>_local` tables ON CLUSTER with Distributed tables in front (storage.cluster). */
+  readonly cluster?: StorageCluster;
+}
+
+/** The name of the per-server table behind a cluster's Distributed table. */
+export function localTableName(table: TableName): string {
+  return `${table}_local`;
+}
+
+/**
+ * The names the schema occupies on a server, each with the engine it must have: on a cluster the
+ * Distributed table and its local table, on one server the table itself.
+ */
+export function expectedEngines(target: SchemaTarget, table: TableName): { name: string; engine: string }[] {
+  if (!target.cluster) return [{ name: table, engine: 'ReplacingMergeTree' }];
+  return [
+    { name: table, engine: 'Distributed' },
+    { name: localTableName(table), engine: target.cluster.replicated ? 'ReplicatedReplacingMergeTree' : 'ReplacingMergeTree' },
+  ];
+}
+
+const onCluster = (target: SchemaTarget): string => (target.cluster ? ` ON CLUSTER \`${target.cluster.name}\`` : '');
+
+/**
+ * The ZooKeeper path of one table's replicas: `{database}` and `{table}` are filled here (18.16
+ * does not know them), `{shard}` and the other macros by each server from its `<macros>`.
+ */
+export function zooKeeperPathOf(cluster: StorageCluster, database: string, table: TableName): string {
+  return cluster.zooKeeperPath.replaceAll('{database}', database).replaceAll('{table}', table);
+}
+
+function engineOf(target: SchemaTarget, table: TableName): string {
+  const spec: TableSpec = TABLES[table];
+  const version = spec.replacingVersion ? [spec.replacingVersion] : [];
+  if (!target.cluster?.replicated) return `ReplacingMergeTree(${version.join(', ')})`;
+  // Path and replica name are validated (config.ts) to need no escaping inside quotes.
+  const args = [`'${zooKeeperPathOf(target.cluster, target.database, table)}'`, `'${target.cluster.replicaName}'`, ...version];
+  return `ReplicatedReplacingMergeTree(${args.join(', ')})`;
+}
+
+/** CREATE DATABASE IF NOT EXISTS (on every server of a cluster), the first migration step. */
+export function createDatabaseSql(target: SchemaTarget): string {
+  return `CREATE DATABASE IF NOT EXISTS \`${target.database}\`${onCluster(target)}`;
+}
+
+/**
+ * The idempotent CREATE TABLE statements of `table`, in order: on one server the table; on a
+ * cluster its local table on every server, then the Distributed table of the plain name, built
+ * AS the local table so each server's copy has exactly its local table's columns.
+ */
+export function createTableStatements(target: SchemaTarget, table: TableName): string[] {
   const spec: TableSpec = TABLES[table];
   const columns = spec.columns.map(([name, type]) => `  \`${name}\` ${type}`).join(',\n');
   const partition = spec.partitionBy ? `\nPARTITION BY ${spec.partitionBy}` : '';
-  return `CREATE TABLE IF NOT EXISTS ${qualified(database, table)}\n(\n${columns}\n)\nENGINE = ${spec.engine}${partition}\nORDER BY ${spec.orderBy}`;
+  const stored = target.cluster ? `\`${target.database}\`.\`${localTableName(table)}\`` : qualified(target.database, table);
+  const create = `CREATE TABLE IF NOT EXISTS ${stored}${onCluster(target)}\n(\n${columns}\n)\nENGINE = ${engineOf(target, table)}${partition}\nORDER BY ${spec.orderBy}`;
+  return target.cluster ? [create, createDistributedSql(target, table, 'CREATE')] : [create];
 }
 
-/** What a migration step may ask of the database (a subset of Backend, so schema.ts stays pure). */
-export interface MigrationContext {
-  command(sql: string): Promise<void>;
-  /** True when `database`.`table` exists. */
-  tableExists(table: string): Promise<boolean>;
-  /** Column names of `database`.`table` ([] when it does not exist). */
-  columnsOf(table: string): Promise<string[]>;
+function createDistributedSql(target: SchemaTarget, table: TableName, verb: 'CREATE' | 'ATTACH'): string {
+  const cluster = target.cluster;
+  if (!cluster) throw new Error('a Distributed table needs storage.cluster');
+  const db = `\`${target.database}\``;
+  return `${verb} TABLE IF NOT EXISTS ${qualified(target.database, table)}${onCluster(target)} AS ${db}.\`${localTableName(table)}\`\nENGINE = Distributed(\`${cluster.name}\`, ${db}, \`${localTableName(table)}\`, ${TABLES[table].shardingKey})`;
 }
 
-/** One schema version: applied once, then recorded in schema_migrations. */
-export interface Migration {
-  readonly version: number;
-  readonly name: string;
-  /** Runs the migration; it must be idempotent (a crash may stop it anywhere, and it runs again). */
-  apply(database: string, ctx: MigrationContext): Promise<void>;
+/**
+ * ALTER … ADD COLUMN of `column` (its type from TABLES, placed after `after`) on the table that
+ * stores the rows: the table itself, or on a cluster the local tables on every server (a
+ * Replicated table passes the change to its replicas). Not idempotent on 18.16 (no IF NOT
+ * EXISTS): callers check the columns first.
+ */
+export function addColumnSql(target: SchemaTarget, table: TableName, column: string, after: string): string {
+  const stored = target.cluster ? `\`${target.database}\`.\`${localTableName(table)}\`` : qualified(target.database, table);
+  return `ALTER TABLE ${stored}${onCluster(target)} ADD COLUMN \`${column}\` ${columnType(table, column)} AFTER \`${after}\``;
 }
 
-/** Version 1's invocations table (ordered by function and id; no queued/started timestamps). */
-const INVOCATIONS_V1_OLD = 'invocations_v1_old';
-/** Columns v2 added to invocations, with the value they take for rows written by v1. */
-const INVOCATIONS_V2_FILL: Readonly<Record<string, string>> = { queued_at_ms: 'received_at_ms', started_at_ms: 'received_at_ms' };
-
-/** Applied in version order; schema_migrations itself is created before any of them. */
-export const MIGRATIONS: readonly Migration[] = [
-  {
-    version: 1,
-    name: 'create invocations, logs, container_events, functions',
-    async apply(db, ctx) {
-      // A fresh database gets the current shape at once; v2 then finds nothing to convert.
-      for (const t of ['invocations', 'logs', 'container_events', 'functions'] as const) await ctx.command(createTableSql(db, t));
-    },
-  },
-  {
-    version: 2,
-    name: 'invocations ordered by function and time, identity (id, attempt), queued/started timestamps',
-    async apply(db, ctx) {
-      // Sorting keys cannot be altered on 18.16: rename the v1 table aside, create v2, copy, drop.
-      // Each step is guarded, and a repeated copy only adds duplicates that reads dedup anyway.
-      const current = await ctx.columnsOf('invocations');
-      if (current.length > 0 && !current.includes('started_at_ms')) {
-        await ctx.command(`RENAME TABLE \`${db}\`.\`invocations\` TO \`${db}\`.\`${INVOCATIONS_V1_OLD}\``);
-      }
-      await ctx.command(createTableSql(db, 'invocations'));
-      if (!(await ctx.tableExists(INVOCATIONS_V1_OLD))) return;
-      const select = columnNames('invocations').map((c) => `\`${INVOCATIONS_V2_FILL[c] ?? c}\``).join(', ');
-      await ctx.command(`INSERT INTO ${qualified(db, 'invocations')} (${columnList('invocations')}) SELECT ${select} FROM \`${db}\`.\`${INVOCATIONS_V1_OLD}\``);
-      await ctx.command(`DROP TABLE IF EXISTS \`${db}\`.\`${INVOCATIONS_V1_OLD}\``);
-    },
-  },
-];
+/**
+ * Re-creates a cluster's Distributed table from its local table after the local table's columns
+ * changed. 18.16 refuses ALTER ON CLUSTER of a non-replicated table on a cluster whose shards are
+ * replicated (internal_replication), and a Distributed table is one, so: DETACH then ATTACH … AS
+ * the local table. Unlike DROP, DETACH keeps the table's directory, so blocks of asynchronous
+ * inserts still waiting to be sent to the shards are sent after the ATTACH. Both steps are
+ * idempotent; inserts in between fail, are retried, and spool if the gap outlasts the retries.
+ */
+export function rebuildDistributedStatements(target: SchemaTarget, table: TableName): string[] {
+  return [`DETACH TABLE IF EXISTS ${qualified(target.database, table)}${onCluster(target)}`, createDistributedSql(target, table, 'ATTACH')];
+}

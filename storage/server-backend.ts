@@ -5,10 +5,10 @@
 import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
 import { Pool } from 'undici';
 import { SkiffError } from '../errors.ts';
-import type { Backend } from './backend.ts';
+import type { Backend, EncodedBatch } from './backend.ts';
 import { toStorageError } from './errors.ts';
 import { decodeRows, encodeRows, type RecordOf, type Row } from './rows.ts';
-import { columnList, columnNames, qualified, type TableName } from './schema.ts';
+import { columnNames, qualified, type TableName } from './schema.ts';
 
 /** Per-request timeout: a write that takes longer is retried by the batcher. */
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -30,8 +30,8 @@ class ServerBackend implements Backend {
   readonly #database: string;
   readonly #url: URL;
   /**
-   * Encoded batches go through undici rather than the client: the body is already gzip from the
-   * encoder worker, and the client would compress (or copy) it again on the event loop.
+   * Encoded batches go through undici rather than the client: the body is ready bytes from the
+   * encoder worker (or the spool), and the client would compress (or copy) it again on the event loop.
    */
   readonly #inserts: Pool;
   #closing: Promise<void> | undefined;
@@ -64,11 +64,14 @@ class ServerBackend implements Backend {
     );
   }
 
-  async insertEncoded(table: TableName, body: Uint8Array, gzip: boolean): Promise<void> {
-    const query = `INSERT INTO ${qualified(this.#database, table)} (${columnList(table)}) FORMAT JSONEachRow`;
+  async insertEncoded(table: TableName, batch: EncodedBatch): Promise<void> {
+    const columns = batch.columns.map((name) => `\`${name}\``).join(', ');
+    const query = `INSERT INTO ${qualified(this.#database, table)} (${columns}) FORMAT ${batch.format}`;
     const params = new URLSearchParams({ query });
     const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
-    if (gzip) headers['content-encoding'] = 'gzip';
+    // 18.16 decompresses a gzip request body by this header alone (no setting needed).
+    if (batch.gzip) headers['content-encoding'] = 'gzip';
+    const { body } = batch;
     if (this.#url.username) headers.authorization = `Basic ${Buffer.from(`${decodeURIComponent(this.#url.username)}:${decodeURIComponent(this.#url.password)}`).toString('base64')}`;
     await this.#guard(`insert into ${table}`, async () => {
       const res = await this.#inserts.request({ method: 'POST', path: `${this.#url.pathname.replace(/\/$/, '')}/?${params}`, headers, body });

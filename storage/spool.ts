@@ -2,13 +2,17 @@
  * The disk spool: encoded batches that ClickHouse could not take (unreachable, rejecting, or the
  * batch queue full) wait here as files until they are replayed, oldest first. A file is written
  * to a temporary name, fsync'd and renamed, so after a crash (even SIGKILL) the spool holds whole
- * batches only; leftover temporary files are removed at open. The spool is bounded by
- * `maxBytes`: past it the oldest batches are deleted and their rows counted as dropped (the one
- * way storage loses data, reported in stats and the log). Poison rows go to dead-letter.jsonl.
+ * batches only; leftover temporary files are removed at open. Each file carries a checksummed
+ * header (spool-file.ts) so replay can tell a damaged one; a damaged file, or one ClickHouse
+ * keeps refusing, is set aside under dead-letter/ with its reason, never deleted. The spool is
+ * bounded by `maxBytes`: past it the oldest batches are deleted and their rows counted as dropped
+ * (the one way storage loses data, reported in stats and the log). Poison rows go to
+ * dead-letter.jsonl.
  */
 import { appendFile, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { TABLE_NAMES, type TableName } from './schema.ts';
+import { FRAMED_SUFFIX } from './spool-file.ts';
 
 /** One spooled batch. */
 export interface SpoolEntry {
@@ -19,22 +23,34 @@ export interface SpoolEntry {
   readonly bytes: number;
 }
 
-/** A row ClickHouse refused, kept with the error it gave. */
-export interface DeadLetter {
+interface DeadLetterBase {
   timeMs: number;
   table: TableName;
   batchId: string;
+  /** Why: ClickHouse's error for a row, or what is wrong with a batch file. */
   error: string;
-  /** The row as it was sent (one JSONEachRow line). */
-  row: string;
 }
+
+/**
+ * What the dead-letter file records: a row ClickHouse refused (or the encoder could not read),
+ * with its error; or a whole spooled batch set aside (damaged, or refused on every replay), whose
+ * file was moved to `file` (relative to the spool directory).
+ */
+export type DeadLetter =
+  | (DeadLetterBase & {
+      /** The row as it was sent (one line of the batch: TabSeparated, or JSON for older batches). */
+      row: string;
+    })
+  | (DeadLetterBase & { file: string; rows: number });
 
 /** The dead-letter file's name inside the spool directory: one JSON DeadLetter per line. */
 export const DEAD_LETTER_FILE = 'dead-letter.jsonl';
-const SUFFIX = '.jsonl.gz';
+/** Where set-aside batch files go, inside the spool directory. */
+export const DEAD_LETTER_DIR = 'dead-letter';
 const TEMP_SUFFIX = '.tmp';
-// <14-digit ms>-<8-digit seq>-<batch id>.<table>.<rows>.jsonl.gz: names sort oldest first.
-const NAME = /^(\d{14}-\d{8})-([A-Za-z0-9_-]+)\.([a-z_]+)\.(\d+)\.jsonl\.gz$/;
+// <14-digit ms>-<8-digit seq>-<batch id>.<table>.<rows>.batch (or .jsonl.gz, written by earlier
+// versions): names sort oldest first.
+const NAME = /^(\d{14}-\d{8})-([A-Za-z0-9_-]+)\.([a-z_]+)\.(\d+)\.(batch|jsonl\.gz)$/;
 
 /** Makes a rename durable (async: an fsync may take long, and never on the event loop). */
 async function fsyncDir(dir: string): Promise<void> {
@@ -112,10 +128,10 @@ export class Spool {
     return this.#entries.get(table)![0];
   }
 
-  /** Writes a batch durably (fsync'd before it counts), then trims the spool to its bound. */
+  /** Writes a batch's file (spool-file.ts frameSpoolFile) durably (fsync'd before it counts), then trims the spool to its bound. */
   async put(table: TableName, batchId: string, rows: number, body: Uint8Array): Promise<SpoolEntry> {
     const stamp = `${String(Date.now()).padStart(14, '0')}-${String(++this.#seq % 1e8).padStart(8, '0')}`;
-    const file = `${stamp}-${batchId}.${table}.${rows}${SUFFIX}`;
+    const file = `${stamp}-${batchId}.${table}.${rows}${FRAMED_SUFFIX}`;
     const temp = path.join(this.#dir, file + TEMP_SUFFIX);
     const handle = await open(temp, 'w');
     try {
@@ -132,25 +148,48 @@ export class Spool {
     return entry;
   }
 
-  /** The gzip body of a spooled batch. */
+  /** The bytes of a spooled batch's file (checked by spool-file.ts openSpoolFile). */
   read(entry: SpoolEntry): Promise<Buffer> {
     return readFile(path.join(this.#dir, entry.file));
   }
 
   /** Deletes a batch once it is in ClickHouse (or dead-lettered). */
   async remove(entry: SpoolEntry): Promise<void> {
-    const list = this.#entries.get(entry.table)!;
-    const at = list.indexOf(entry);
-    if (at < 0) return;
-    list.splice(at, 1);
-    this.#bytes -= entry.bytes;
+    if (!this.#forget(entry)) return;
     await rm(path.join(this.#dir, entry.file), { force: true });
   }
 
-  /** Appends a refused row with its error to the dead-letter file. */
+  /** Drops an entry from the index; false if it was not there. */
+  #forget(entry: SpoolEntry): boolean {
+    const list = this.#entries.get(entry.table)!;
+    const at = list.indexOf(entry);
+    if (at < 0) return false;
+    list.splice(at, 1);
+    this.#bytes -= entry.bytes;
+    return true;
+  }
+
+  /** Appends a refused row (or a set-aside batch) with its error to the dead-letter file. */
   async deadLetter(letter: DeadLetter): Promise<void> {
     await appendFile(path.join(this.#dir, DEAD_LETTER_FILE), `${JSON.stringify(letter)}\n`);
     this.#deadLetters += 1;
+  }
+
+  /**
+   * Moves a batch that cannot be replayed (damaged, or refused on every replay) to dead-letter/
+   * and records why in the dead-letter file; it leaves the spool but keeps its bytes for an
+   * operator; resolves to where it went, relative to the spool directory. If the move fails the
+   * batch stays in the spool and the error is thrown.
+   */
+  async setAside(entry: SpoolEntry, reason: string): Promise<string> {
+    const dir = path.join(this.#dir, DEAD_LETTER_DIR);
+    await mkdir(dir, { recursive: true });
+    await rename(path.join(this.#dir, entry.file), path.join(dir, entry.file));
+    await fsyncDir(this.#dir);
+    this.#forget(entry);
+    const file = path.join(DEAD_LETTER_DIR, entry.file);
+    await this.deadLetter({ timeMs: Date.now(), table: entry.table, batchId: entry.batchId, error: reason, file, rows: entry.rows });
+    return file;
   }
 
   #add(entry: SpoolEntry): void {

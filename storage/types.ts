@@ -21,14 +21,27 @@ export interface InvocationRecord {
   errorCode: string;
   httpStatus: number;
   start: StartType | '';
+  /** When the gateway accepted the call (async: accepted, the same for every attempt). */
   receivedAtMs: number;
-  /** When the gateway queued it for an executor; receivedAtMs when not given. */
+  /**
+   * When the gateway handed this attempt to an executor (sent INVOKE); for a call that never
+   * reached one, when the gateway gave up on it. receivedAtMs when not given.
+   */
   queuedAtMs?: number;
-  /** When the container call began; finishedAtMs − runUs when not given. */
+  /**
+   * When the container call began, on the gateway's clock: queuedAtMs + queueUs + initUs; for a
+   * call that never reached a container, finishedAtMs. finishedAtMs − runUs when not given.
+   */
   startedAtMs?: number;
+  /** When the gateway wrote the record, after the response went out. */
   finishedAtMs: number;
+  /** Microseconds waiting in the executor for a container slot (the gateway's own wait: queuedAtMs − receivedAtMs). */
   queueUs: number;
+  /** Microseconds getting a container ready: container create + start + listener for cold, specialize for stem cell, 0 for warm. */
   initUs: number;
+  /** Of initUs: microseconds creating and starting the container (cold starts only; 0 otherwise and when not given). */
+  createUs?: number;
+  /** Microseconds of the container call. */
   runUs: number;
   totalUs: number;
   requestBytes: number;
@@ -130,8 +143,10 @@ export interface TableStats {
   batchesSpooled: number;
   /** Spooled batches that later landed (or were dead-lettered). */
   batchesReplayed: number;
-  /** Rows ClickHouse refused as bad data, kept in the dead-letter file. */
+  /** Rows ClickHouse refused as bad data, kept in the dead-letter file (with the rows of set-aside batches). */
   deadLetteredRows: number;
+  /** Spooled batches set aside in the spool's dead-letter/ directory: damaged, or refused on storage.replayMaxAttempts replays. */
+  deadLetteredBatches: number;
   /** Rows lost: pushed after close, or the oldest spooled batches deleted when the spool was full. Must stay 0. */
   droppedRows: number;
   /** Rows accepted but not yet sealed into a batch. */
@@ -151,6 +166,21 @@ export interface StorageStats extends TableStats {
   tables: Record<'invocations' | 'logs' | 'container_events', TableStats>;
 }
 
+/**
+ * A ClickHouse cluster to keep the schema on (storage.cluster): `<table>_local` tables on every
+ * server, created ON CLUSTER, with Distributed tables of the plain names in front.
+ */
+export interface StorageCluster {
+  /** The cluster's name in the servers' <remote_servers>. */
+  name: string;
+  /** ReplicatedReplacingMergeTree local tables (shards of replicas, ZooKeeper); false: plain ReplacingMergeTree shards. */
+  replicated: boolean;
+  /** ZooKeeper path of a table's replicas; Skiff fills {database} and {table}, each server its macros ({shard}). */
+  zooKeeperPath: string;
+  /** Replica name, usually the server's {replica} macro. */
+  replicaName: string;
+}
+
 /** How to open storage; storageOptionsFromConfig builds it from Skiff's config. */
 export interface StorageOptions {
   backend: 'chdb' | 'server';
@@ -159,6 +189,8 @@ export interface StorageOptions {
   /** ClickHouse HTTP URL (backend 'server'). */
   clickhouseUrl: string;
   database: string;
+  /** Absent: one server (chDB or a ClickHouse server). Needs the server backend. */
+  cluster?: StorageCluster;
   flushIntervalMs: number;
   maxBatchRows: number;
   /** Estimated encoded bytes at which a batch is sealed. */
@@ -174,6 +206,8 @@ export interface StorageOptions {
   retryDelaysMs?: readonly number[];
   /** The spool replay's longest back-off while ClickHouse stays down. */
   replayMaxDelayMs?: number;
+  /** Replays of a spooled batch ClickHouse refuses (neither bad data nor an outage) before it is set aside (default 10). */
+  replayMaxAttempts?: number;
 }
 
 /** Skiff's log storage: batched writes of what happened, direct writes of the function registry. */

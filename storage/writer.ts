@@ -5,15 +5,18 @@
  * full, or while older batches of the table still wait in the spool (so replay order stays
  * oldest first), new batches go straight to the spool. A batch ClickHouse refuses as bad data is
  * cut in halves until the poison rows are alone; they go to the dead-letter file with their
- * error and the rest lands. submit() never rejects and never blocks the caller's event-loop turn.
+ * error and the rest lands. Replay waits out an outage however long it lasts, but a spool file
+ * that is damaged, or that ClickHouse refuses for another reason replayMaxAttempts times, is set
+ * aside in the dead-letter area with the reason (counted, never deleted), so one bad file cannot
+ * hold the table's replay forever. submit() never rejects and never blocks the caller's
+ * event-loop turn.
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { Backend } from './backend.ts';
-import type { EncodedBody, RefusedRow } from './encode-worker.ts';
-import type { Encoder } from './encoder.ts';
-import { isPoisonError } from './errors.ts';
-import { toTupleJson, type RecordOf } from './rows.ts';
+import type { Backend, EncodedBatch } from './backend.ts';
+import { handOffRecords, type Encoder, type HandOff } from './encoder.ts';
+import { classifyInsertError } from './errors.ts';
+import type { RecordOf } from './rows.ts';
 import type { TableName } from './schema.ts';
 import type { TableStats } from './types.ts';
 import type { Spool, SpoolEntry } from './spool.ts';
@@ -28,6 +31,8 @@ export interface WriterOptions {
   retryDelaysMs: readonly number[];
   /** Replay backs off from retryDelaysMs[0] doubling up to this while ClickHouse stays down. */
   replayMaxDelayMs: number;
+  /** Replays of a spooled batch ClickHouse refuses (neither bad data nor an outage) before it is set aside. */
+  replayMaxAttempts: number;
   /** Sealed batches waiting for an insert slot before new ones go to the spool. */
   maxQueuedBatches: number;
   /** Inserts of this table in flight at once. */
@@ -36,18 +41,34 @@ export interface WriterOptions {
   compressInserts: boolean;
 }
 
+/** Why a replay did not get its batch out of the spool, when it is worth another try later. */
+interface ReplayFailure {
+  kind: 'outage' | 'refused';
+  err: unknown;
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
 /** A table's counters as the writer keeps them (the storage adds pending rows, the spool's contents and settings). */
 export type WriterStats = Omit<TableStats, 'pendingRows' | 'compressInserts' | 'spooledBatches' | 'spooledRows'>;
 
 interface Queued {
-  /** The batch as its tuple JSON: a string holds far less memory than the records. */
-  tuples: string;
-  rows: number;
+  /** The batch as encoder.ts handOffRecords made it: off-heap bytes, not the records. */
+  handOff: HandOff;
   batchId: string;
   done: () => void;
 }
 
 type WriterState = 'open' | 'closing' | 'closed';
+
+/** Queued batches as one: their rows in order, named after the first (`<id>-<count>`). */
+function coalesce(group: readonly Queued[]): Queued {
+  const chunks = group.flatMap((item) => item.handOff.chunks);
+  const rows = group.reduce((sum, item) => sum + item.handOff.rows, 0);
+  return { handOff: { rows, chunks }, batchId: `${group[0].batchId}-${group.length}`, done: () => undefined };
+}
 
 /** A stable id per batch: it names the spool file and dead letters, so a batch is traceable through retries and replays. */
 function newBatchId(prefix: string, seq: number): string {
@@ -67,7 +88,7 @@ export class TableWriter {
   /** Back-off waits in progress; close() cuts them short. */
   readonly #wakers = new Set<() => void>();
   readonly #idleWaiters = new Set<() => void>();
-  readonly #stats = { recordsWritten: 0, batchesWritten: 0, retries: 0, batchesSpooled: 0, batchesReplayed: 0, deadLetteredRows: 0, droppedRows: 0 };
+  readonly #stats = { recordsWritten: 0, batchesWritten: 0, retries: 0, batchesSpooled: 0, batchesReplayed: 0, deadLetteredRows: 0, deadLetteredBatches: 0, droppedRows: 0 };
 
   constructor(options: WriterOptions) {
     this.#o = options;
@@ -82,12 +103,12 @@ export class TableWriter {
       this.#o.logger.error({ table: this.#o.table, rows: records.length }, 'storage dropped rows submitted after close');
       return Promise.resolve();
     }
-    const tuples = toTupleJson(this.#o.table, records);
+    const handOff = handOffRecords(this.#o.table, records);
     if (this.#o.spool.count(this.#o.table) > 0 || this.#queue.length >= this.#o.maxQueuedBatches) {
-      return this.#spoolBatch(tuples, records.length, batchId);
+      return this.#spoolBatch(handOff, batchId);
     }
     return new Promise((resolve) => {
-      this.#queue.push({ tuples, rows: records.length, batchId, done: resolve });
+      this.#queue.push({ handOff, batchId, done: resolve });
       this.#pump();
     });
   }
@@ -149,17 +170,20 @@ export class TableWriter {
 
   #pump(): void {
     while (this.#active < this.#o.concurrency && this.#queue.length > 0) {
-      const item = this.#queue.shift()!;
+      // Batches that waited for an insert slot share one insert (spread evenly over the free
+      // slots): fewer, bigger parts for ClickHouse to write and merge, and no added wait.
+      const group = this.#queue.splice(0, Math.ceil(this.#queue.length / (this.#o.concurrency - this.#active)));
+      const item = group.length === 1 ? group[0] : coalesce(group);
       this.#active += 1;
       void this.#writeLive(item)
         .catch((err: unknown) => {
           // Only a bug gets here (every expected failure is handled inside); count the rows, never hide them.
-          this.#o.logger.error({ err, table: this.#o.table, batchId: item.batchId, rows: item.rows }, 'storage lost a batch to an unexpected error');
-          this.#stats.droppedRows += item.rows;
+          this.#o.logger.error({ err, table: this.#o.table, batchId: item.batchId, rows: item.handOff.rows }, 'storage lost a batch to an unexpected error');
+          this.#stats.droppedRows += item.handOff.rows;
         })
         .finally(() => {
           this.#active -= 1;
-          item.done();
+          for (const waiting of group) waiting.done();
           this.#pump();
           if (this.#queue.length === 0 && this.#active === 0) this.#notifyIdle();
         });
@@ -168,17 +192,23 @@ export class TableWriter {
 
   /** A live batch: encode, insert with retries; then dead-letter what is poison and spool what is not in. */
   async #writeLive(item: Queued): Promise<void> {
-    const encoded = await this.#encode(item.tuples, item.rows, item.batchId);
+    const encoded = await this.#encode(item.handOff, item.batchId);
     if (!encoded) return;
     const { retryDelaysMs } = this.#o;
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.#o.backend.insertEncoded(this.#o.table, encoded.body, encoded.gzip);
+        await this.#o.backend.insertEncoded(this.#o.table, encoded);
         this.#written(encoded.rows);
         return;
       } catch (err) {
-        if (isPoisonError(err)) {
-          await this.#isolatePoison(encoded, item.batchId, err);
+        if (classifyInsertError(err) === 'poison') {
+          try {
+            await this.#isolatePoison(encoded, item.batchId, err);
+          } catch (splitErr) {
+            // The encoder could not cut the batch: spool it whole, replay sets it aside if it stays so.
+            this.#o.logger.error({ err: splitErr, table: this.#o.table, batchId: item.batchId }, 'storage could not bisect a refused batch; spooling it');
+            await this.#spoolEncoded(encoded, item.batchId);
+          }
           return;
         }
         const final = attempt > retryDelaysMs.length || this.#state !== 'open';
@@ -194,23 +224,24 @@ export class TableWriter {
   }
 
   /** Encodes in the worker; dead-letters refused rows; undefined when nothing is left to insert. */
-  async #encode(tuples: string, rows: number, batchId: string): Promise<EncodedBody | undefined> {
-    let encoded: EncodedBody & { refused: RefusedRow[] };
+  async #encode(handOff: HandOff, batchId: string): Promise<EncodedBatch | undefined> {
+    const { rows } = handOff;
+    let encoded: Awaited<ReturnType<Encoder['encode']>>;
     try {
-      encoded = await this.#o.encoder.encode(this.#o.table, tuples, this.#o.compressInserts);
+      encoded = await this.#o.encoder.encode(this.#o.table, handOff, this.#o.compressInserts);
     } catch (err) {
-      // The tuples were made by toTupleJson in this process: a failure here is a bug, still counted and logged.
+      // The fields were taken from typed records in this process: a failure here is a bug, still counted and logged.
       this.#o.logger.error({ err, table: this.#o.table, batchId, rows }, 'storage could not encode a batch; rows dropped');
       this.#stats.droppedRows += rows;
       return undefined;
     }
     for (const refused of encoded.refused) await this.#deadLetter(batchId, refused.error, refused.row);
-    return encoded.rows > 0 ? encoded : undefined;
+    return encoded.batch.rows > 0 ? encoded.batch : undefined;
   }
 
-  #spoolBatch(tuples: string, rows: number, batchId: string): Promise<void> {
+  #spoolBatch(handOff: HandOff, batchId: string): Promise<void> {
     const run = this.#spoolChain.then(async () => {
-      const encoded = await this.#encode(tuples, rows, batchId);
+      const encoded = await this.#encode(handOff, batchId);
       if (encoded) await this.#spoolEncoded(encoded, batchId);
     });
     this.#spoolChain = run.catch(() => undefined);
@@ -228,10 +259,10 @@ export class TableWriter {
     }
   }
 
-  async #spoolEncoded(encoded: EncodedBody, batchId: string): Promise<void> {
+  async #spoolEncoded(encoded: EncodedBatch, batchId: string): Promise<void> {
     try {
-      const gzipped = await this.#o.encoder.compress(encoded);
-      await this.#o.spool.put(this.#o.table, batchId, gzipped.rows, gzipped.body);
+      const file = await this.#o.encoder.spoolFile(this.#o.table, encoded);
+      await this.#o.spool.put(this.#o.table, batchId, encoded.rows, file);
       this.#stats.batchesSpooled += 1;
     } catch (err) {
       this.#o.logger.error({ err, table: this.#o.table, rows: encoded.rows }, 'storage could not write a batch to the spool; rows dropped');
@@ -241,41 +272,93 @@ export class TableWriter {
     this.replay();
   }
 
-  /** Replays spooled batches oldest first; backs off while ClickHouse fails; stops when the spool is empty or on close. */
+  /**
+   * Replays spooled batches oldest first; backs off while ClickHouse fails; stops when the spool is
+   * empty or on close. Outages are waited out without limit; a batch refused for another reason is
+   * set aside after replayMaxAttempts tries (counted per batch, from this process's start).
+   */
   async #replayLoop(): Promise<void> {
-    const { spool, table, backend, logger } = this.#o;
-    let delayMs = this.#o.retryDelaysMs[0] ?? 100;
+    const { spool, table, logger, replayMaxAttempts } = this.#o;
+    const firstDelayMs = this.#o.retryDelaysMs[0] ?? 100;
+    let delayMs = firstDelayMs;
+    let refusedFile = '';
+    let refusals = 0;
     for (;;) {
       if (this.#state !== 'open') return;
       const entry = spool.oldest(table);
       if (!entry) return;
-      try {
-        const body = await spool.read(entry);
-        try {
-          await backend.insertEncoded(table, body, true);
-          this.#written(entry.rows);
-        } catch (err) {
-          if (!isPoisonError(err)) throw err;
-          try {
-            await this.#isolatePoison({ body, gzip: true, rows: entry.rows, rawBytes: 0 }, entry.batchId, err);
-          } catch (splitErr) {
-            // Not even readable as a batch (a damaged file): keep its bytes in the dead-letter file rather than retry forever.
-            const detail = splitErr instanceof Error ? splitErr.message : String(splitErr);
-            await this.#deadLetter(entry.batchId, `unreadable spool file ${entry.file}: ${detail}`, Buffer.from(body).toString('base64'));
-          }
-        }
-        await spool.remove(entry);
-        this.#stats.batchesReplayed += 1;
-        delayMs = this.#o.retryDelaysMs[0] ?? 100;
-      } catch (err) {
-        if (isMissingFile(err)) {
-          await spool.remove(entry);
+      if (entry.file !== refusedFile) {
+        refusedFile = entry.file;
+        refusals = 0;
+      }
+      const failure = await this.#replayOne(entry).catch((err: unknown): ReplayFailure => ({ kind: 'refused', err }));
+      if (!failure) {
+        delayMs = firstDelayMs;
+        continue;
+      }
+      if (failure.kind === 'refused') {
+        refusals += 1;
+        if (refusals >= replayMaxAttempts && (await this.#setAside(entry, `refused on ${refusals} replays: ${messageOf(failure.err)}`))) {
+          delayMs = firstDelayMs;
           continue;
         }
-        logger.warn({ err, table, batchId: entry.batchId, spooledBatches: spool.count(table), retryInMs: delayMs }, 'storage spool replay failed; backing off');
-        await this.#sleep(delayMs);
-        delayMs = Math.min(delayMs * 2, this.#o.replayMaxDelayMs);
       }
+      logger.warn(
+        { err: failure.err, table, batchId: entry.batchId, failure: failure.kind, refusals, spooledBatches: spool.count(table), retryInMs: delayMs },
+        'storage spool replay failed; backing off',
+      );
+      await this.#sleep(delayMs);
+      delayMs = Math.min(delayMs * 2, this.#o.replayMaxDelayMs);
+    }
+  }
+
+  /** One spooled batch: read, checked, inserted (or bisected, or set aside); undefined once it has left the spool. */
+  async #replayOne(entry: SpoolEntry): Promise<ReplayFailure | undefined> {
+    const { spool, table, backend, encoder } = this.#o;
+    let bytes: Buffer;
+    try {
+      bytes = await spool.read(entry);
+    } catch (err) {
+      if (!isMissingFile(err)) return { kind: 'refused', err };
+      // Deleted by hand (or by the spool's bound) meanwhile: nothing left to replay.
+      await spool.remove(entry);
+      return undefined;
+    }
+    const opened = await encoder.openSpoolFile(table, entry.file, entry.rows, bytes);
+    if ('damaged' in opened) {
+      const reason = `damaged spool file: ${opened.damaged}`;
+      return (await this.#setAside(entry, reason)) ? undefined : { kind: 'refused', err: new Error(reason) };
+    }
+    try {
+      await backend.insertEncoded(table, opened.batch);
+      this.#written(opened.batch.rows);
+    } catch (err) {
+      const kind = classifyInsertError(err);
+      if (kind !== 'poison') return { kind, err };
+      try {
+        await this.#isolatePoison(opened.batch, entry.batchId, err);
+      } catch (splitErr) {
+        const reason = `unreadable batch (could not bisect it after ClickHouse refused it: ${messageOf(err)}): ${messageOf(splitErr)}`;
+        return (await this.#setAside(entry, reason)) ? undefined : { kind: 'refused', err: splitErr };
+      }
+    }
+    await spool.remove(entry);
+    this.#stats.batchesReplayed += 1;
+    return undefined;
+  }
+
+  /** Moves a spooled batch that cannot be replayed to the dead-letter area; false if even that failed (it stays spooled). */
+  async #setAside(entry: SpoolEntry, reason: string): Promise<boolean> {
+    const { spool, table, logger } = this.#o;
+    try {
+      const file = await spool.setAside(entry, reason);
+      this.#stats.deadLetteredBatches += 1;
+      this.#stats.deadLetteredRows += entry.rows;
+      logger.error({ table, batchId: entry.batchId, rows: entry.rows, reason, file }, 'storage set a spooled batch aside in the dead-letter area');
+      return true;
+    } catch (err) {
+      logger.error({ err, table, batchId: entry.batchId, reason }, 'storage could not set a spooled batch aside; it stays in the spool');
+      return false;
     }
   }
 
@@ -284,19 +367,19 @@ export class TableWriter {
    * that is refused goes to dead-letter with the error. A half that fails for another reason
    * (ClickHouse went away meanwhile) is spooled.
    */
-  async #isolatePoison(encoded: EncodedBody, batchId: string, err: unknown): Promise<void> {
+  async #isolatePoison(encoded: EncodedBatch, batchId: string, err: unknown): Promise<void> {
     const split = await this.#o.encoder.split(encoded);
     if (split.halves.length === 0) {
-      await this.#deadLetter(batchId, err instanceof Error ? err.message : String(err), split.line);
+      await this.#deadLetter(batchId, messageOf(err), split.line);
       return;
     }
     for (const [i, half] of split.halves.entries()) {
       const halfId = `${batchId}_${i}`;
       try {
-        await this.#o.backend.insertEncoded(this.#o.table, half.body, half.gzip);
+        await this.#o.backend.insertEncoded(this.#o.table, half);
         this.#written(half.rows);
       } catch (halfErr) {
-        if (isPoisonError(halfErr)) await this.#isolatePoison(half, halfId, halfErr);
+        if (classifyInsertError(halfErr) === 'poison') await this.#isolatePoison(half, halfId, halfErr);
         else await this.#spoolEncoded(half, halfId);
       }
     }

@@ -185,6 +185,18 @@ export class AsyncDispatcher {
     return { id: entry.id, duplicate: false };
   }
 
+  /**
+   * Records a refused submit (never journaled, never run) as a 'rejected' async invocation with
+   * its error code and status, the way the sync route records its early rejections. Not when
+   * the id is one this gateway already holds (a caller's X-Call-Id): that call's own record
+   * would be shadowed by the refusal.
+   */
+  recordRejected(request: InvocationRequest, err: SkiffError): void {
+    if (this.#state !== 'closed' && (this.#journal.get(request.id) !== undefined || this.#acceptingIds.has(request.id))) return;
+    const outcome = { status: err.statusCode, headers: {}, body: Buffer.alloc(0), errorCode: err.code, errorMessage: err.message, result: undefined, executorNodeId: '' };
+    this.#deps.initiator.record({ ...request, trigger: 'async' }, outcome, 'rejected');
+  }
+
   /** Stores the entry; when the journal is full, evicts the oldest finished entries first. */
   async #accept(entry: JournalEntry, body: Buffer): Promise<void> {
     try {
@@ -213,8 +225,8 @@ export class AsyncDispatcher {
     else this.#unfinished.set(functionName, left);
   }
 
-  #enqueue(id: string, functionName: string, atMs: number): void {
-    this.#queues.enqueue(id, functionName, atMs);
+  #enqueue(id: string, functionName: string, atMs: number, ahead = false): void {
+    this.#queues.enqueue(id, functionName, atMs, ahead);
   }
 
   #pump(): void {
@@ -269,11 +281,12 @@ export class AsyncDispatcher {
     const outcome = await this.#deps.initiator.invoke(request);
     const outcomeClass = classifyOutcome(outcome.errorCode, outcome.status);
     if (outcomeClass === 'not-started') {
-      // Nothing ran: try again shortly, without using an attempt or writing a record.
+      // Nothing ran: try again shortly, without using an attempt or writing a record, ahead of
+      // the calls that were behind it.
       this.#running.delete(id);
       if (this.#state === 'open') {
         const { backoffBaseMs, backoffMaxMs } = this.#deps.config.async;
-        this.#enqueue(id, entry.functionName, Date.now() + backoffMs(1, backoffBaseMs, backoffMaxMs));
+        this.#enqueue(id, entry.functionName, Date.now() + backoffMs(1, backoffBaseMs, backoffMaxMs), true);
       }
       this.#pump();
       return;
@@ -325,7 +338,9 @@ export class AsyncDispatcher {
   /** Applies a committed transition in memory. */
   #settled(entry: JournalEntry, delayMs: number): void {
     if (entry.state === 'queued') {
-      this.#enqueue(entry.id, entry.functionName, Date.now() + delayMs);
+      // A redelivery (the attempt was lost with its executor) runs ahead of the calls accepted
+      // after it: at the back it would wait out the whole backlog of its function.
+      this.#enqueue(entry.id, entry.functionName, Date.now() + delayMs, entry.history.at(-1)?.outcome === 'lost');
       return;
     }
     this.#decrementUnfinished(entry.functionName);

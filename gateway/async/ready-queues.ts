@@ -13,13 +13,16 @@ export class ReadyQueues {
     this.#onReady = onReady;
   }
 
-  /** Queues `id` to run at `atMs` (at once when that is past). */
-  enqueue(id: string, functionName: string, atMs: number): void {
+  /**
+   * Queues `id` to run at `atMs` (at once when that is past): behind its function's ready ids, or
+   * ahead of them with `ahead` (a call whose turn was lost through no fault of its own).
+   */
+  enqueue(id: string, functionName: string, atMs: number, ahead = false): void {
     const delayMs = atMs - Date.now();
     if (delayMs > 0) {
       const timer = setTimeout(() => {
         this.#delayed.delete(id);
-        this.enqueue(id, functionName, 0);
+        this.enqueue(id, functionName, 0, ahead);
         this.#onReady();
       }, delayMs);
       timer.unref();
@@ -27,8 +30,9 @@ export class ReadyQueues {
       return;
     }
     const queue = this.#ready.get(functionName);
-    if (queue) queue.push(id);
-    else this.#ready.set(functionName, [id]);
+    if (!queue) this.#ready.set(functionName, [id]);
+    else if (ahead) queue.unshift(id);
+    else queue.push(id);
   }
 
   get hasReady(): boolean {

@@ -202,7 +202,7 @@ describe('chaos: sync calls in flight when the executor dies', () => {
     await cluster?.stop();
   });
 
-  it('answers each with 502 EXECUTOR_LOST within the heartbeat bound; none hangs', async () => {
+  it('answers each with 502 EXECUTOR_LOST within 2 heartbeat intervals; none hangs', async () => {
     cluster = await startCluster({ backend: 'server', gatewayEnv, executorEnv: busEnv });
     await cluster.deploy('exec-log', 'exec-log');
     const calls = Array.from({ length: 8 }, (_, i) => call(`${cluster.url}/function/exec-log?ms=8000`, { method: 'POST', body: `sync ${i}` }).then((reply) => ({ reply, atMs: Date.now() })));
@@ -210,15 +210,20 @@ describe('chaos: sync calls in flight when the executor dies', () => {
     const killedAtMs = Date.now();
     await cluster.killExecutor();
     const answered = await Promise.all(calls);
-    const latest = Math.max(...answered.map((a) => a.atMs - killedAtMs));
+    const latencies = answered.map((a) => a.atMs - killedAtMs).sort((a, b) => a - b);
+    const latest = latencies[latencies.length - 1];
     for (const { reply } of answered) {
       expect(reply.status).toBe(502);
-      expect(json<{ error: { code: string } }>(reply).error.code).toBe('EXECUTOR_LOST');
+      const error = json<{ error: { code: string; message: string } }>(reply).error;
+      expect(error.code).toBe('EXECUTOR_LOST');
+      // The gateway saw the connection drop; it did not wait out the heartbeats.
+      expect(error.message).toContain('connection dropped');
     }
-    // Declared lost after heartbeatMissLimit silent intervals, checked once per interval.
-    const boundMs = HEARTBEAT_INTERVAL_MS * (HEARTBEAT_MISS_LIMIT + 1);
-    rows.push({ scenario: 'sync in flight, executor SIGKILL', accepted: 8, succeeded: 0, deadLettered: 0, lost: 0, duplicateExecutions: 0, notes: `all 8 got 502 EXECUTOR_LOST; slowest ${latest} ms after the kill (${(latest / HEARTBEAT_INTERVAL_MS).toFixed(1)} heartbeat intervals; bound ${boundMs} ms)` });
-    expect(latest).toBeLessThan(boundMs + 1000);
+    // The spec's bound (a correctness bound, not a benchmark): the kill is noticed from the
+    // dropped connection, not after heartbeatMissLimit silent intervals.
+    const boundMs = HEARTBEAT_INTERVAL_MS * 2;
+    rows.push({ scenario: 'sync in flight, executor SIGKILL', accepted: 8, succeeded: 0, deadLettered: 0, lost: 0, duplicateExecutions: 0, notes: `all 8 got 502 EXECUTOR_LOST (connection dropped); ms after the kill: ${latencies.join(', ')}; slowest ${latest} ms = ${(latest / HEARTBEAT_INTERVAL_MS).toFixed(2)} heartbeat intervals; bound ${boundMs} ms (2 intervals)` });
+    expect(latest).toBeLessThanOrEqual(boundMs);
   }, SCENARIO_TIMEOUT_MS);
 });
 

@@ -1,22 +1,51 @@
 /**
  * Several hosts on one machine (network namespaces), each with a gateway and an executor, one
  * ClickHouse server: calls through any gateway, deploys seen by every gateway, a host failing.
+ * Gateways are found by name, as in Swarm and Kubernetes: executors connect to every address of
+ * one name, gateways subscribe to every other gateway behind another, each host resolving through
+ * its own /etc/hosts.
  */
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GatewayClient } from '../../cli/client.ts';
 import { deployDir } from '../../cli/deploy.ts';
 import { call, eventually, invocationRecord, json, REPO_ROOT, CLICKHOUSE_TEST_URL } from '../e2e/harness.ts';
-import { startCluster, type Cluster } from './netns.ts';
+import { startCluster, type Cluster, type ClusterHost } from './netns.ts';
 
 const HEARTBEAT_MS = 200;
+const CONTROL_PORT = 7200;
+/** bus.peerResolveIntervalMs of the gateways: short, so a change of the name is followed quickly. */
+const PEER_RESOLVE_INTERVAL_MS = 200;
+
+/** The addresses a host's processes hold established TCP connections to on the control port. */
+function controlConnections(host: ClusterHost): string[] {
+  const out = execFileSync('ip', ['netns', 'exec', host.namespace, 'ss', '-Htn', 'state', 'established', `( dport = :${CONTROL_PORT} )`], { encoding: 'utf8' });
+  return [...new Set(out.split('\n').filter(Boolean).map((line) => line.trim().split(/\s+/).at(-1)!.replace(/:\d+$/, '')))].sort();
+}
+
+/** Waits until each listed host is connected to exactly the control channels of `expected` hosts. */
+async function meshIs(cluster: Cluster, expected: Record<number, number[]>): Promise<void> {
+  for (const [index, peers] of Object.entries(expected)) {
+    const host = cluster.hosts[Number(index) - 1];
+    const want = peers.map((i) => cluster.hosts[i - 1].ip).sort();
+    await eventually(async () => (JSON.stringify(controlConnections(host)) === JSON.stringify(want) ? true : undefined), 20_000, `host ${index} subscribed to hosts ${peers.join(', ')} (has ${controlConnections(host).join(', ')})`);
+  }
+}
 
 describe('a three-host Skiff cluster', () => {
   let cluster: Cluster;
 
   beforeAll(async () => {
     // Gateway 2 places calls at random: the baseline for the warm-hit comparison.
-    cluster = await startCluster({ hosts: 3, clickhouseUrl: CLICKHOUSE_TEST_URL, heartbeatIntervalMs: HEARTBEAT_MS, gatewayEnv: { 2: { SKIFF_PLACEMENT: 'random' } } });
+    cluster = await startCluster({
+      hosts: 3,
+      clickhouseUrl: CLICKHOUSE_TEST_URL,
+      heartbeatIntervalMs: HEARTBEAT_MS,
+      namedGateways: true,
+      env: { SKIFF_PEER_RESOLVE_INTERVAL_MS: String(PEER_RESOLVE_INTERVAL_MS) },
+      gatewayEnv: { 2: { SKIFF_PLACEMENT: 'random' } },
+    });
   });
 
   afterAll(async () => {
@@ -27,6 +56,37 @@ describe('a three-host Skiff cluster', () => {
     for (const host of cluster.hosts) {
       expect(json<{ executors: number }>(await call(`${host.url}/readyz`)).executors).toBe(3);
     }
+  });
+
+  it('subscribes each gateway to every other gateway behind the control name, never to itself', async () => {
+    await meshIs(cluster, { 1: [2, 3], 2: [1, 3], 3: [1, 2] });
+  });
+
+  it('follows the control name as a gateway leaves it and joins it again, hearing deploys from the one that joined', async () => {
+    cluster.setControlName([1, 2]);
+    await meshIs(cluster, { 1: [2], 2: [1], 3: [1, 2] });
+    cluster.setControlName([1, 2, 3]);
+    await meshIs(cluster, { 1: [2, 3], 2: [1, 3], 3: [1, 2] });
+    // Only the control channel brings a deploy into another gateway's registry (GET does not
+    // reload from storage). A subscription joins just after its connection: deploy again until heard.
+    const client = new GatewayClient(cluster.hosts[2].url);
+    let deployed = 0;
+    try {
+      await eventually(async () => {
+        deployed = (await deployDir(client, path.join(REPO_ROOT, 'examples', 'echo'), 'joiner')).version;
+        for (const host of cluster.hosts.slice(0, 2)) {
+          const seen = await eventually(async () => {
+            const reply = await call(`${host.url}/system/functions/joiner`);
+            return reply.status === 200 && json<{ version: number }>(reply).version === deployed ? true : undefined;
+          }, 2_000, `joiner v${deployed} on gateway ${host.index}`).catch(() => undefined);
+          if (!seen) return undefined;
+        }
+        return true;
+      }, 20_000, 'a deploy on gateway 3 heard by gateways 1 and 2');
+    } finally {
+      await client.close();
+    }
+    expect(deployed).toBeGreaterThan(0);
   });
 
   it('makes a deploy on one gateway invocable through the others at once', async () => {

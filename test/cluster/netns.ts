@@ -6,7 +6,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Server } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -21,6 +21,12 @@ const BUS_PORT = 7100;
 const CONTROL_PORT = 7200;
 const CLICKHOUSE_PORT = 8123;
 const READY_TIMEOUT_MS = 60_000;
+/** With namedGateways: the name executors connect to, standing for every gateway. */
+export const BUS_NAME = 'skiff-gateway-bus';
+/** With namedGateways: the name gateways find their peers by (setControlName changes what it stands for). */
+export const CONTROL_NAME = 'skiff-gateway-control';
+/** `ip netns exec` bind-mounts /etc/netns/<namespace>/hosts over /etc/hosts: a resolver per host. */
+const NETNS_ETC = '/etc/netns';
 
 export interface ClusterHost {
   index: number;
@@ -31,6 +37,8 @@ export interface ClusterHost {
   nodeId: string;
   gateway: ChildProcess | undefined;
   executor: ChildProcess | undefined;
+  /** The executor's data dir ('' on a host without an executor). */
+  executorDataDir: string;
 }
 
 export interface Cluster {
@@ -40,6 +48,14 @@ export interface Cluster {
   output: string[];
   /** Cuts a host off the network and SIGKILLs its processes: a host that died. */
   failHost(index: number): Promise<void>;
+  /** Takes a host's link down, its processes left running: a host that vanished from the network. */
+  cutHost(index: number): void;
+  /** With namedGateways: makes CONTROL_NAME resolve to the gateways of these hosts (1-based) on every host. */
+  setControlName(indices: number[]): void;
+  /** SIGKILLs the executor of a host (its gateway keeps running). */
+  killExecutor(index: number): Promise<void>;
+  /** Starts the executor of a host again (same node id and data dir); resolves once every gateway has it. */
+  restartExecutor(index: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -55,6 +71,12 @@ export interface ClusterOptions {
   env?: Record<string, string>;
   /** Extra environment for the gateway of host N (1-based). */
   gatewayEnv?: Record<number, Record<string, string>>;
+  /**
+   * Gateways are given by name, as in Swarm and Kubernetes: executors connect to
+   * `tcp://${BUS_NAME}:port`, each gateway subscribes to `tcp://${CONTROL_NAME}:port` (the same
+   * entry everywhere, its own address included), resolved through each host's own /etc/hosts.
+   */
+  namedGateways?: boolean;
 }
 
 function ip(...args: string[]): void {
@@ -111,6 +133,8 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     }
     forwarder?.close();
     for (const ns of namespaces) quietly(() => ip('netns', 'del', ns));
+    for (const ns of namespaces) rmSync(path.join(NETNS_ETC, ns), { recursive: true, force: true });
+    quietly(() => rmdirSync(NETNS_ETC));
     quietly(() => ip('link', 'del', bridge));
   };
 
@@ -138,6 +162,18 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     const executorCount = options.executors ?? options.hosts;
     const busEndpoints = hostsMeta.slice(0, gatewayCount).map((h) => `tcp://${h.ip}:${BUS_PORT}`);
     const controlEndpoints = hostsMeta.slice(0, gatewayCount).map((h) => `tcp://${h.ip}:${CONTROL_PORT}`);
+    /** Writes every host's /etc/hosts (in place: running processes see the change). */
+    const writeHostsFiles = (controlHosts: number[]) => {
+      const gatewayIps = hostsMeta.slice(0, gatewayCount).map((h) => h.ip);
+      const lines = ['127.0.0.1 localhost', ...gatewayIps.map((a) => `${a} ${BUS_NAME}`), ...controlHosts.map((i) => `${hostsMeta[i - 1].ip} ${CONTROL_NAME}`)];
+      for (const host of hostsMeta) {
+        mkdirSync(path.join(NETNS_ETC, host.namespace), { recursive: true });
+        writeFileSync(path.join(NETNS_ETC, host.namespace, 'hosts'), `${lines.join('\n')}\n`);
+      }
+    };
+    if (options.namedGateways) writeHostsFiles(hostsMeta.slice(0, gatewayCount).map((h) => h.index));
+    const executorGateways = options.namedGateways ? `tcp://${BUS_NAME}:${BUS_PORT}` : busEndpoints.join(',');
+    const peersOf = (index: number) => (options.namedGateways ? `tcp://${CONTROL_NAME}:${CONTROL_PORT}` : controlEndpoints.filter((_, i) => i !== index - 1).join(','));
     const common = {
       ...process.env,
       CLICKHOUSE_URL: `http://${bridgeIp}:${CLICKHOUSE_PORT}`,
@@ -158,7 +194,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     for (const host of hostsMeta) {
       const nodeId = `cluster-${tag}-h${host.index}`;
       if (host.index > gatewayCount) {
-        hosts.push({ ...host, url: '', nodeId, gateway: undefined, executor: undefined });
+        hosts.push({ ...host, url: '', nodeId, gateway: undefined, executor: undefined, executorDataDir: '' });
         continue;
       }
       const gateway = run(host.namespace, ['gateway', '--ready-json'], {
@@ -167,7 +203,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
         SKIFF_PORT: String(HTTP_PORT),
         SKIFF_BUS_BIND: busEndpoints[host.index - 1],
         SKIFF_CONTROL_BIND: controlEndpoints[host.index - 1],
-        SKIFF_PEER_GATEWAYS: controlEndpoints.filter((_, i) => i !== host.index - 1).join(','),
+        SKIFF_PEER_GATEWAYS: peersOf(host.index),
         SKIFF_DATA_DIR: mkdtempSync(path.join(os.tmpdir(), `skiff-gw${host.index}-`)),
         ...options.gatewayEnv?.[host.index],
       }, `gateway ${host.index}`);
@@ -183,16 +219,18 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
           reject(new Error(`gateway ${host.index} exited (${code}):\n${output.join('\n')}`));
         });
       });
-      hosts.push({ ...host, url: `http://${host.ip}:${HTTP_PORT}`, nodeId, gateway, executor: undefined });
+      hosts.push({ ...host, url: `http://${host.ip}:${HTTP_PORT}`, nodeId, gateway, executor: undefined, executorDataDir: '' });
     }
-    for (const host of hosts.slice(0, executorCount)) {
+    const startExecutor = (host: ClusterHost) => {
+      host.executorDataDir ||= mkdtempSync(path.join(os.tmpdir(), `skiff-ex${host.index}-`));
       host.executor = run(host.namespace, ['executor'], {
         ...common,
         SKIFF_NODE_ID: host.nodeId,
-        SKIFF_GATEWAYS: busEndpoints.join(','),
-        SKIFF_DATA_DIR: mkdtempSync(path.join(os.tmpdir(), `skiff-ex${host.index}-`)),
+        SKIFF_GATEWAYS: executorGateways,
+        SKIFF_DATA_DIR: host.executorDataDir,
       }, `executor ${host.index}`);
-    }
+    };
+    for (const host of hosts.slice(0, executorCount)) startExecutor(host);
     await waitForExecutors(hosts, executorCount, output);
 
     return {
@@ -205,6 +243,26 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
         const running = [host.executor, host.gateway].filter((c): c is ChildProcess => c !== undefined);
         for (const child of running) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
         await Promise.all(running.map(exited));
+      },
+      setControlName(indices: number[]) {
+        if (!options.namedGateways) throw new Error('setControlName needs namedGateways');
+        writeHostsFiles(indices);
+      },
+      cutHost(index: number) {
+        ip('link', 'set', `skv${tag}${index}`, 'down');
+      },
+      async killExecutor(index: number) {
+        const executor = hosts[index - 1].executor;
+        if (!executor) throw new Error(`host ${index} runs no executor`);
+        if (executor.exitCode === null && executor.signalCode === null) executor.kill('SIGKILL');
+        await exited(executor);
+      },
+      async restartExecutor(index: number) {
+        const host = hosts[index - 1];
+        const previous = host.executor;
+        if (previous && previous.exitCode === null && previous.signalCode === null) throw new Error(`the executor of host ${index} is still running`);
+        startExecutor(host);
+        await waitForExecutors(hosts, hosts.filter((h) => h.executor !== undefined && h.executor.exitCode === null && h.executor.signalCode === null).length, output);
       },
       stop: teardown,
     };

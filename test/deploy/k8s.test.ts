@@ -162,6 +162,16 @@ describe('deploy/k8s', () => {
     expect(gateway.env).toContainEqual({ name: 'SKIFF_BUS_BIND', value: `tcp://0.0.0.0:${bus.spec.ports[0].port}` });
   });
 
+  it('points gateways at each other through the headless Service, on the control port they bind', () => {
+    const bus = named<Manifest & { spec: { clusterIP: string; ports: Array<{ name: string; port: number; targetPort: string }> } }>(manifests, 'Service', 'skiff-gateway-bus');
+    const control = bus.spec.ports.find((p) => p.name === 'control');
+    expect(control).toBeDefined();
+    const gateway = named<Workload>(manifests, 'Deployment', 'skiff-gateway').spec.template.spec.containers[0];
+    expect(gateway.ports).toContainEqual(expect.objectContaining({ name: control?.targetPort, containerPort: control?.port }));
+    expect(gateway.env).toContainEqual({ name: 'SKIFF_CONTROL_BIND', value: `tcp://0.0.0.0:${control?.port}` });
+    expect(gateway.env).toContainEqual({ name: 'SKIFF_PEER_GATEWAYS', value: `tcp://skiff-gateway-bus.skiff.svc.cluster.local:${control?.port}` });
+  });
+
   /** One broken field per manifest, and the error the schema gives for it. */
   const breakages: Array<[string, (m: Record<string, any>) => void, string]> = [
     ['Namespace/skiff', (m) => { m.metadata.labels = 'skiff'; }, 'data/metadata/labels must be object'],

@@ -86,6 +86,15 @@ describe.skipIf(!dockerCli)('deploy/swarm/skiff.yml', () => {
     }
   });
 
+  it('points each gateway at every replica’s control channel by the tasks.<service> name', () => {
+    const env = stack.services.gateway.environment ?? {};
+    const controlPort = env.SKIFF_CONTROL_BIND?.split(':').pop();
+    expect(env.SKIFF_CONTROL_BIND).toBe(`tcp://0.0.0.0:${controlPort}`);
+    expect(controlPort).not.toBe(env.SKIFF_BUS_BIND.split(':').pop());
+    // tasks.gateway resolves to one address per replica; gateway alone to the service's one VIP.
+    expect(env.SKIFF_PEER_GATEWAYS).toBe(`tcp://tasks.gateway:${controlPort}`);
+  });
+
   it('keeps ClickHouse data in a named volume on the labelled node', () => {
     const clickhouse = stack.services.clickhouse;
     expect(clickhouse.volumes).toContainEqual(expect.objectContaining({ type: 'volume', source: 'clickhouse-data', target: '/var/lib/clickhouse' }));

@@ -4,15 +4,31 @@
  */
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GatewayClient } from '../../cli/client.ts';
 import { deployDir } from '../../cli/deploy.ts';
-import { call, eventually, invocationRecord, json, REPO_ROOT, startSkiff, type Backend, type SkiffUnderTest } from './harness.ts';
+import { packFunctionDir } from '../../cli/pack.ts';
+import { call, CLICKHOUSE_TEST_URL, eventually, invocationRecord, json, REPO_ROOT, startSkiff, type Backend, type SkiffUnderTest } from './harness.ts';
 
 const FIXTURES = path.join(REPO_ROOT, 'test', 'fixtures', 'functions');
 const EXAMPLES = path.join(REPO_ROOT, 'examples');
+
+/**
+ * received ≤ queued (INVOKE sent) ≤ started (container call began) ≤ finished, and the gap from
+ * queued to started is the executor's queue and init time (rounded to ms on the gateway's clock).
+ */
+function expectStepTimes(record: Record<string, unknown>): void {
+  const [received, queued, started, finished] = ['receivedAtMs', 'queuedAtMs', 'startedAtMs', 'finishedAtMs'].map((k) => Number(record[k]));
+  expect(received).toBeGreaterThan(0);
+  expect(queued).toBeGreaterThanOrEqual(received);
+  expect(started).toBeGreaterThanOrEqual(queued);
+  expect(finished).toBeGreaterThanOrEqual(started);
+  expect(started).toBe(Math.min(finished, queued + Math.round((Number(record.queueUs) + Number(record.initUs)) / 1000)));
+}
 
 describe.each<Backend>(['chdb', 'server'])('skiff end to end with %s storage', (backend) => {
   let skiff: SkiffUnderTest;
@@ -80,6 +96,26 @@ describe.each<Backend>(['chdb', 'server'])('skiff end to end with %s storage', (
     expect(secondRecord).toMatchObject({ function: name, start: 'warm', status: 'ok' });
     expect(secondRecord.containerId).toBe(firstRecord.containerId);
     expect(secondRecord.executor).toBe(skiff.nodeId);
+    // Each step's time: a stem cell was created before the call (only specialized), a warm start has no init at all.
+    if (firstRecord.start === 'stemcell') expect(firstRecord).toMatchObject({ createUs: 0, initUs: expect.any(Number) });
+    else expect(Number(firstRecord.createUs)).toBeGreaterThan(0);
+    expect(Number(firstRecord.initUs)).toBeGreaterThan(0);
+    expect(secondRecord).toMatchObject({ initUs: 0, createUs: 0 });
+    for (const record of [firstRecord, secondRecord]) expectStepTimes(record);
+  });
+
+  it('stores the container create time of a cold start, within its init time, and none for the warm call after it', async () => {
+    // 192 MB fits no stem cell (executor.stemCellMemoryMb is 128): the first call must start a container.
+    const name = `cold-${randomBytes(3).toString('hex')}`;
+    const bundle = await (await import('../../cli/pack.ts')).packFunctionDir(path.join(EXAMPLES, 'echo'));
+    await client.json('PUT', `/system/functions/${name}`, { code: bundle.toString('base64'), limits: { memoryMB: 192 } });
+    const cold = await invocationRecord(skiff.url, (await call(`${skiff.url}/function/${name}`, { method: 'POST', body: 'one' })).headers['x-call-id']);
+    const warm = await invocationRecord(skiff.url, (await call(`${skiff.url}/function/${name}`, { method: 'POST', body: 'two' })).headers['x-call-id']);
+    expect(cold).toMatchObject({ start: 'cold', status: 'ok' });
+    expect(Number(cold.createUs)).toBeGreaterThan(0);
+    expect(Number(cold.createUs)).toBeLessThanOrEqual(Number(cold.initUs));
+    expect(warm).toMatchObject({ start: 'warm', status: 'ok', initUs: 0, createUs: 0 });
+    for (const record of [cold, warm]) expectStepTimes(record);
   });
 
   it('stores the function log lines with the invocation they belong to', async () => {
@@ -91,6 +127,72 @@ describe.each<Backend>(['chdb', 'server'])('skiff end to end with %s storage', (
     }, 15_000, 'the echo log line');
     expect(record.logs.find((l) => l.line.includes('echo 12 bytes'))?.stream).toBe('stdout');
   });
+
+  it('stores the log lines of an unchanged @fnproject/fdk program with its invocation', async () => {
+    const reply = await call(`${skiff.url}/function/fdk-echo`, { method: 'POST', body: 'nine byte', headers: { 'content-type': 'text/plain' } });
+    expect(reply.status).toBe(200);
+    const record = await eventually(async () => {
+      const found = await invocationRecord(skiff.url, reply.headers['x-call-id']);
+      return found.logs.length > 0 ? found : undefined;
+    }, 15_000, 'the fdk-echo log line');
+    expect(record.logs.map((l) => [l.stream, l.line])).toEqual([['stdout', 'fdk-echo 9 bytes']]);
+  });
+
+  it('stores each of several concurrent calls\' lines with its own invocation, calls sharing a container', async () => {
+    const code = (await packFunctionDir(path.join(FIXTURES, 'logger'))).toString('base64');
+    await client.json('PUT', '/system/functions/logger-c4', { code, handler: 'index.mjs', limits: { concurrency: 4 } });
+    const replies = await Promise.all(Array.from({ length: 4 }, (_, i) => call(`${skiff.url}/function/logger-c4?n=${i + 1}`)));
+    const containers = new Set<unknown>();
+    for (const [i, reply] of replies.entries()) {
+      const id = reply.headers['x-call-id'];
+      const record = await eventually(async () => {
+        const found = await invocationRecord(skiff.url, id);
+        return found.logs.length === i + 2 ? found : undefined;
+      }, 15_000, `the ${i + 2} lines of ${id}`);
+      expect(record.logs.every((l) => l.line.endsWith(`call=${id}`))).toBe(true);
+      containers.add(record.containerId);
+    }
+    // The three later calls joined the container the first one started.
+    expect(containers.size).toBe(1);
+  });
+
+  if (backend === 'server') {
+    it('stores lines printed outside any call (module load, a timer after the response) with no invocation id, in the ClickHouse server', async () => {
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'skiff-e2e-outside-'));
+      const name = `outside-${randomBytes(3).toString('hex')}`;
+      await writeFile(
+        path.join(dir, 'index.mjs'),
+        [
+          'console.log(`loaded ${process.env.MARK}`);',
+          'export default async function outside(request, context) {',
+          '  console.log(`in call ${context.callId}`);',
+          '  setTimeout(() => console.log(`after the response of ${context.callId}`), 20);',
+          "  return 'ok';",
+          '}',
+          '',
+        ].join('\n'),
+      );
+      const mark = randomBytes(4).toString('hex');
+      await deployDir(client, dir, name, { MARK: mark });
+      await rm(dir, { recursive: true, force: true });
+      const reply = await call(`${skiff.url}/function/${name}`, { method: 'POST', body: 'x' });
+      expect(reply.status).toBe(200);
+      const id = reply.headers['x-call-id'];
+      // skiff up under test stores into database skiff_<node id suffix> (cli/spawn.ts).
+      const database = `skiff_${skiff.nodeId.slice('node-'.length)}`;
+      const rows = await eventually(async () => {
+        const sql = `SELECT invocation_id AS invocationId, line FROM ${database}.logs WHERE \`function\` = '${name}' ORDER BY time_ms, seq FORMAT JSONEachRow`;
+        const res = await call(CLICKHOUSE_TEST_URL, { method: 'POST', body: sql });
+        const found = res.body.toString('utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { invocationId: string; line: string });
+        return found.length >= 3 ? found : undefined;
+      }, 15_000, 'the three lines of the outside function');
+      expect(rows).toEqual([
+        { invocationId: '', line: `loaded ${mark}` },
+        { invocationId: id, line: `in call ${id}` },
+        { invocationId: '', line: `after the response of ${id}` },
+      ]);
+    });
+  }
 
   it('keeps the caller traceparent and stores its trace id', async () => {
     const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';

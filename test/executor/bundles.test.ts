@@ -4,7 +4,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import tar from 'tar-stream';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { BundleStore, bundleHash } from '../../executor/bundles.ts';
 
 type Entry = Partial<tar.Header> & { name: string; body?: string };
@@ -29,6 +29,9 @@ function store(): { store: BundleStore; root: string } {
   return { store: new BundleStore(root), root };
 }
 
+/** A BundleSource that hands out `bundle` (whatever hash is asked for). */
+const serving = (bundle: Buffer) => async () => bundle;
+
 afterEach(() => {
   for (const root of roots.splice(0)) rmSync(root, { recursive: true, force: true });
 });
@@ -43,7 +46,9 @@ describe('code bundle cache', () => {
     ]);
     const { store: s, root } = store();
     const hash = bundleHash(bundle);
-    const [a, b] = await Promise.all([s.ensure(hash, bundle), s.ensure(hash, bundle)]);
+    const source = vi.fn(serving(bundle));
+    const [a, b] = await Promise.all([s.obtain(hash, source), s.obtain(hash, source)]);
+    expect(source).toHaveBeenCalledTimes(1);
     expect(a).toBe(path.join(root, hash));
     expect(b).toBe(a);
     expect(readFileSync(path.join(a, 'link.js'), 'utf8')).toBe('module.exports = 1');
@@ -53,9 +58,50 @@ describe('code bundle cache', () => {
     expect(readdirSync(root)).toEqual([hash]);
   });
 
-  it('rejects a bundle whose sha256 is not its codeHash', async () => {
+  it('rejects a bundle whose sha256 is not its codeHash, caches nothing, and takes the right bytes next time', async () => {
+    const right = await tarGz([{ name: 'index.js', body: 'right' }]);
+    const wrong = await tarGz([{ name: 'index.js', body: 'wrong' }]);
+    const hash = bundleHash(right);
+    const { store: s, root } = store();
+    await expect(s.obtain(hash, serving(wrong))).rejects.toMatchObject({ code: 'BUNDLE_UNAVAILABLE', message: expect.stringContaining(`sha256 ${bundleHash(wrong)}`) });
+    expect(readdirSync(root)).toEqual([]);
+    expect(await s.has(hash)).toBe(false);
+    const dir = await s.obtain(hash, serving(right));
+    expect(readFileSync(path.join(dir, 'index.js'), 'utf8')).toBe('right');
+  });
+
+  it('gives every caller waiting on a failed fetch its error and fetches again on the next need', async () => {
     const bundle = await tarGz([{ name: 'index.js', body: 'x' }]);
-    await expect(store().store.ensure('0'.repeat(64), bundle)).rejects.toMatchObject({ code: 'INVALID_FUNCTION_DEFINITION', message: expect.stringContaining('sha256') });
+    const hash = bundleHash(bundle);
+    const { store: s } = store();
+    const failing = vi.fn(async () => {
+      throw new Error('gateway went away');
+    });
+    const results = await Promise.allSettled([s.obtain(hash, failing), s.obtain(hash, failing)]);
+    expect(failing).toHaveBeenCalledTimes(1);
+    expect(results.map((r) => (r.status === 'rejected' ? (r.reason as Error).message : 'fulfilled'))).toEqual(['gateway went away', 'gateway went away']);
+    const source = vi.fn(serving(bundle));
+    expect(await s.obtain(hash, source)).toBe(s.dirOf(hash));
+    expect(source).toHaveBeenCalledTimes(1);
+  });
+
+  it('does not fetch a bundle already on disk, even from a previous run', async () => {
+    const bundle = await tarGz([{ name: 'index.js', body: 'x' }]);
+    const hash = bundleHash(bundle);
+    const { store: first, root } = store();
+    await first.obtain(hash, serving(bundle));
+    const second = new BundleStore(root);
+    const source = vi.fn(serving(bundle));
+    expect(await second.has(hash)).toBe(true);
+    expect(await second.obtain(hash, source)).toBe(path.join(root, hash));
+    expect(await second.obtain(hash, source)).toBe(path.join(root, hash));
+    expect(source).not.toHaveBeenCalled();
+  });
+
+  it('refuses a codeHash that is not a lower-case sha256 before fetching anything', async () => {
+    const source = vi.fn(serving(Buffer.from('x')));
+    await expect(store().store.obtain('../../etc', source)).rejects.toMatchObject({ code: 'INVALID_FUNCTION_DEFINITION', message: expect.stringContaining('sha256') });
+    expect(source).not.toHaveBeenCalled();
   });
 
   it.each([
@@ -69,7 +115,7 @@ describe('code bundle cache', () => {
   ] as Array<[string, Entry]>)('rejects a bundle with %s and leaves nothing behind', async (_what, entry) => {
     const bundle = await tarGz([{ name: 'index.js', body: 'x' }, entry]);
     const { store: s, root } = store();
-    await expect(s.ensure(bundleHash(bundle), bundle)).rejects.toMatchObject({ code: 'INVALID_FUNCTION_DEFINITION' });
+    await expect(s.obtain(bundleHash(bundle), serving(bundle))).rejects.toMatchObject({ code: 'INVALID_FUNCTION_DEFINITION' });
     expect(readdirSync(root)).toEqual([]);
   });
 
@@ -81,7 +127,7 @@ describe('code bundle cache', () => {
       { name: 'x/up/escaped.js', body: 'x' },
     ]);
     const { store: s, root } = store();
-    await expect(s.ensure(bundleHash(bundle), bundle)).rejects.toMatchObject({ code: 'INVALID_FUNCTION_DEFINITION', message: expect.stringContaining('through other symlinks') });
+    await expect(s.obtain(bundleHash(bundle), serving(bundle))).rejects.toMatchObject({ code: 'INVALID_FUNCTION_DEFINITION', message: expect.stringContaining('through other symlinks') });
     expect(readdirSync(root)).toEqual([]);
   });
 
@@ -90,11 +136,11 @@ describe('code bundle cache', () => {
       { name: 'a/', type: 'directory' },
       { name: 'l', type: 'symlink', linkname: 'a/../index.js' },
     ]);
-    await expect(store().store.ensure(bundleHash(bundle), bundle)).rejects.toMatchObject({ code: 'INVALID_FUNCTION_DEFINITION' });
+    await expect(store().store.obtain(bundleHash(bundle), serving(bundle))).rejects.toMatchObject({ code: 'INVALID_FUNCTION_DEFINITION' });
   });
 
   it('rejects bytes that are not a .tar.gz', async () => {
     const bundle = Buffer.from('not gzip at all');
-    await expect(store().store.ensure(bundleHash(bundle), bundle)).rejects.toMatchObject({ code: 'INVALID_FUNCTION_DEFINITION' });
+    await expect(store().store.obtain(bundleHash(bundle), serving(bundle))).rejects.toMatchObject({ code: 'INVALID_FUNCTION_DEFINITION' });
   });
 });

@@ -177,7 +177,7 @@ describe('executor invoking functions in containers', () => {
     const spec = await gateway.deploy(path.join(EXAMPLES, 'echo'), 'tampered', { handler: 'index.js', codeHash: 'a'.repeat(64) });
     expect(spec.codeHash).toBe('a'.repeat(64));
     const result = await gateway.invoke('tampered');
-    expect(result.header).toMatchObject({ status: 502, errorCode: 'FUNCTION_START_FAILED' });
+    expect(result.header).toMatchObject({ status: 503, errorCode: 'BUNDLE_UNAVAILABLE' });
     expect(result.header.errorMessage).toContain('sha256');
   });
 

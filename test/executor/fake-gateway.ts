@@ -1,6 +1,7 @@
 /**
  * A fake gateway for executor tests: a real BusRouter on tcp://127.0.0.1:* that deploys
- * functions, sends INVOKEs and lets tests await RESULT, LOGS and EVENTS frames.
+ * functions (DEPLOY with the spec, the bundle served on FETCH_BUNDLE like a real gateway), sends
+ * INVOKEs and lets tests await RESULT, LOGS and EVENTS frames.
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,6 +37,10 @@ export class FakeGateway {
   readonly credits: number[] = [];
   /** Why executors left (BYE or missed heartbeats). */
   readonly downReasons: string[] = [];
+  /** The codeHash of every FETCH_BUNDLE received, in order. */
+  readonly bundleRequests: string[] = [];
+  /** Bundles served on FETCH_BUNDLE, by the codeHash they were deployed under. */
+  readonly bundles = new Map<string, Buffer>();
   readonly #results = new Map<string, Result>();
   readonly #listeners = new Set<Listener>();
   readonly #peerListeners = new Set<(peer: ExecutorPeer) => void>();
@@ -59,7 +64,7 @@ export class FakeGateway {
           this.credits.push(peer.credits);
           this.#notify();
         },
-        onMessage: (_peer, message) => this.#onMessage(message),
+        onMessage: (peer, message) => this.#onMessage(peer, message),
       },
     );
   }
@@ -68,7 +73,13 @@ export class FakeGateway {
     return this.router.bind();
   }
 
-  #onMessage(message: BusMessage): void {
+  #onMessage(peer: ExecutorPeer, message: BusMessage): void {
+    if (message.type === MessageType.FETCH_BUNDLE) {
+      const { codeHash } = message.header;
+      this.bundleRequests.push(codeHash);
+      const bundle = this.bundles.get(codeHash);
+      this.router.send(peer.peerId, MessageType.BUNDLE, { codeHash, found: bundle !== undefined, message: bundle ? '' : 'not deployed here' }, bundle);
+    }
     if (message.type === MessageType.RESULT) this.#results.set(message.header.id, { header: message.header, body: message.body });
     if (message.type === MessageType.LOGS) this.logs.push(...message.header.lines);
     if (message.type === MessageType.EVENTS) this.events.push(...message.header.events);
@@ -111,7 +122,7 @@ export class FakeGateway {
     });
   }
 
-  /** Packs a function folder and sends DEPLOY; returns the spec. */
+  /** Packs a function folder and sends DEPLOY (its bundle kept to serve on FETCH_BUNDLE); returns the spec. */
   async deploy(dir: string, name: string, overrides: Partial<FunctionSpec> = {}): Promise<FunctionSpec> {
     const bundle = await packFunctionDir(dir);
     const spec: FunctionSpec = {
@@ -130,9 +141,11 @@ export class FakeGateway {
     return spec;
   }
 
+  /** Sends DEPLOY with `spec` and serves `bundle` under spec.codeHash (whatever its real hash). */
   async deploySpec(spec: FunctionSpec, bundle: Buffer): Promise<void> {
     const peer = await this.peer();
-    this.router.send(peer.peerId, MessageType.DEPLOY, { spec }, bundle);
+    if (spec.codeHash !== '') this.bundles.set(spec.codeHash, bundle);
+    this.router.send(peer.peerId, MessageType.DEPLOY, { spec });
   }
 
   /** Sends one INVOKE and resolves with its RESULT. */

@@ -1,5 +1,16 @@
-import { describe, expect, it } from 'vitest';
-import { LineSplitter } from '../../executor/log-capture.ts';
+/**
+ * Log capture: line splitting, the log socket's frames (as the bootstrap writes them), which
+ * invocation a line belongs to, and the whole path on real containers (bootstrap → log socket →
+ * executor → LOGS) with a fake gateway.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TelemetryRoute } from '../../executor/telemetry.ts';
+import { LineAttribution, LineSplitter, LogFrameReader, LogSocket, LOG_SOCKET_FILE, type CapturedLine } from '../../executor/log-capture.ts';
+import { ExecutorHarness } from './harness.ts';
 
 function split(chunks: Array<string | Buffer>, maxBytes = 16): Array<[string, boolean]> {
   const out: Array<[string, boolean]> = [];
@@ -41,5 +52,199 @@ describe('log line splitting', () => {
 
   it('accepts a line of exactly the limit', () => {
     expect(split(['abcd', '\n'], 4)).toEqual([['abcd', false]]);
+  });
+});
+
+const STDOUT = 1;
+const STDERR = 2;
+const CALL_END = 3;
+
+/** A log socket frame as the bootstrap writes it. */
+function frame(kind: number, callId: string, payload: string | Buffer = ''): Buffer {
+  const body = Buffer.isBuffer(payload) ? payload : Buffer.from(payload, 'utf8');
+  const header = Buffer.alloc(6);
+  header.writeUInt32LE(2 + callId.length + body.length, 0);
+  header[4] = kind;
+  header[5] = callId.length;
+  return Buffer.concat([header, Buffer.from(callId, 'latin1'), body]);
+}
+
+function read(chunks: Buffer[], maxLineBytes = 64): Array<Omit<CapturedLine, 'timeMs'>> {
+  const out: Array<Omit<CapturedLine, 'timeMs'>> = [];
+  const reader = new LogFrameReader(maxLineBytes, ({ timeMs: _timeMs, ...line }) => out.push(line));
+  for (const chunk of chunks) reader.push(chunk);
+  reader.end();
+  return out;
+}
+
+describe('log socket frames', () => {
+  const stream = Buffer.concat([
+    frame(STDOUT, '', 'loaded\n'),
+    frame(STDOUT, 'call-a', 'a one\na tw'),
+    frame(STDERR, 'call-b', 'b err\n'),
+    frame(STDOUT, 'call-b', 'b out'),
+    frame(STDOUT, 'call-a', 'o\n'),
+    frame(CALL_END, 'call-b'),
+    frame(STDOUT, 'call-a', 'é'.repeat(40) + '\n'),
+  ]);
+  const expected = [
+    { stream: 'stdout', line: 'loaded', truncated: false, callId: '' },
+    { stream: 'stdout', line: 'a one', truncated: false, callId: 'call-a' },
+    { stream: 'stderr', line: 'b err', truncated: false, callId: 'call-b' },
+    { stream: 'stdout', line: 'a two', truncated: false, callId: 'call-a' },
+    { stream: 'stdout', line: 'b out', truncated: false, callId: 'call-b' },
+    { stream: 'stdout', line: 'é'.repeat(32), truncated: true, callId: 'call-a' },
+  ];
+
+  it('keeps the partial lines of each call and stream apart and ends a call\'s at its call-end frame', () => {
+    expect(read([stream])).toEqual(expected);
+  });
+
+  it('reads the same lines whatever the chunking, down to one byte at a time', () => {
+    for (const size of [1, 2, 3, 5, 7, 11, 64]) {
+      const chunks: Buffer[] = [];
+      for (let at = 0; at < stream.length; at += size) chunks.push(stream.subarray(at, at + size));
+      expect(read(chunks)).toEqual(expected);
+    }
+  });
+
+  it('emits the partial lines left when the connection ends', () => {
+    expect(read([frame(STDOUT, 'c', 'no newline'), frame(STDERR, '', 'neither')])).toEqual([
+      { stream: 'stdout', line: 'no newline', truncated: false, callId: 'c' },
+      { stream: 'stderr', line: 'neither', truncated: false, callId: '' },
+    ]);
+  });
+
+  it.each([
+    ['an unknown kind', Buffer.from([3, 0, 0, 0, 9, 0, 0x41])],
+    ['a length shorter than its call id', Buffer.from([2, 0, 0, 0, 1, 5, 0x41, 0x41, 0x41, 0x41, 0x41])],
+  ])('throws on %s', (_what, bad) => {
+    expect(() => read([bad])).toThrow(/malformed log frame/);
+  });
+});
+
+describe('which invocation a line belongs to', () => {
+  const route: TelemetryRoute = { send: () => true };
+  const other: TelemetryRoute = { send: () => true };
+  const line = (callId?: string): CapturedLine => ({ stream: 'stdout', line: 'x', truncated: false, timeMs: 0, callId });
+
+  it('takes the call id the container gives, routed to the gateway of that invocation when this container ran it', () => {
+    const attribution = new LineAttribution();
+    const a = { id: 'inv-a', route };
+    const b = { id: 'inv-b', route: other };
+    expect(attribution.resolve(line('inv-a'), a)).toEqual({ invocationId: 'inv-a', route });
+    // inv-a ended, inv-b runs now: inv-a's late lines still go to inv-a and its gateway.
+    expect(attribution.resolve(line('inv-a'), b)).toEqual({ invocationId: 'inv-a', route });
+    // A call this container never ran (its lines stay under this function): the current gateway.
+    expect(attribution.resolve(line('inv-z'), b)).toEqual({ invocationId: 'inv-z', route: other });
+  });
+
+  it('gives attach lines (no call id) to the invocation running now', () => {
+    const attribution = new LineAttribution();
+    expect(attribution.resolve(line(undefined), { id: 'inv-b', route: other })).toEqual({ invocationId: 'inv-b', route: other });
+  });
+
+  it('keeps lines printed outside any call with no invocation', () => {
+    const attribution = new LineAttribution();
+    expect(attribution.resolve(line(''), { id: 'inv-a', route })).toEqual({ invocationId: '', route });
+    expect(attribution.resolve(line(''), undefined)).toEqual({ invocationId: '', route: undefined });
+    expect(attribution.resolve(line(undefined), undefined)).toEqual({ invocationId: '', route: undefined });
+  });
+});
+
+describe('the log socket', () => {
+  let dir = '';
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'skiff-logsock-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function connect(file: string): Promise<net.Socket> {
+    const socket = net.connect(file);
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    return socket;
+  }
+
+  it('reads frames from a world-writable socket in the iofs directory and cuts a connection that sends a malformed one', async () => {
+    const lines: CapturedLine[] = [];
+    const socket = await LogSocket.open(dir, 4096, (l) => lines.push(l));
+    try {
+      const { mode } = await import('node:fs/promises').then((fs) => fs.stat(path.join(dir, LOG_SOCKET_FILE)));
+      expect(mode & 0o777).toBe(0o666);
+      const good = await connect(path.join(dir, LOG_SOCKET_FILE));
+      good.write(Buffer.concat([frame(STDOUT, 'c1', 'hello\nwor'), frame(STDOUT, 'c1', 'ld\n')]));
+      const bad = await connect(path.join(dir, LOG_SOCKET_FILE));
+      const closed = new Promise((resolve) => bad.once('close', resolve));
+      bad.on('error', () => {});
+      bad.write(Buffer.from([1, 0, 0, 0, 42, 0]));
+      await closed;
+      await expect.poll(() => lines.map((l) => l.line)).toEqual(['hello', 'world']);
+      good.destroy();
+    } finally {
+      socket.close();
+    }
+  });
+});
+
+describe('output of real containers through the log socket', () => {
+  const harness = new ExecutorHarness();
+  let functionDir = '';
+
+  beforeAll(async () => {
+    functionDir = await mkdtemp(path.join(os.tmpdir(), 'skiff-logfn-'));
+    await writeFile(
+      path.join(functionDir, 'index.mjs'),
+      [
+        "console.log('printed at module load');",
+        'export default async function printer(request, context) {',
+        "  const wait = Number(new URLSearchParams(request.rawQuery).get('wait') || 0);",
+        '  console.log(`before ${context.callId}`);',
+        '  await new Promise((resolve) => setTimeout(resolve, wait));',
+        '  console.error(`after ${context.callId}`);',
+        "  if (request.rawQuery.includes('timer')) setTimeout(() => console.log(`timer after the response of ${context.callId}`), 50);",
+        "  return 'ok';",
+        '}',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  afterAll(async () => {
+    await harness.close();
+    await rm(functionDir, { recursive: true, force: true });
+  });
+
+  it('sends lines printed at module load and by a timer after the response with no invocation id, and a call\'s own with its id', async () => {
+    const { gateway } = await harness.start({ stemCells: 0, maxStemCells: 0 });
+    await gateway.deploy(functionDir, 'printer');
+    const result = await gateway.invoke('printer', { query: 'timer=1' });
+    expect(result.header.status).toBe(200);
+    const id = result.header.id;
+    const containerId = result.header.containerId;
+    const timerLine = await gateway.waitFor(() => gateway.logs.find((l) => l.line === `timer after the response of ${id}`), 'the timer line');
+    // Through Docker's attach stream this line would have gone to the container's latest call.
+    expect(timerLine).toMatchObject({ invocationId: '', function: 'printer', containerId, stream: 'stdout' });
+    expect(gateway.logs.find((l) => l.line === 'printed at module load')).toMatchObject({ invocationId: '', function: 'printer', containerId });
+    expect(gateway.logs.filter((l) => l.invocationId === id).map((l) => [l.stream, l.line])).toEqual([
+      ['stdout', `before ${id}`],
+      ['stderr', `after ${id}`],
+    ]);
+  });
+
+  it('attributes each line to its own call when calls run concurrently in one container', async () => {
+    const { gateway } = await harness.start({ stemCells: 0, maxStemCells: 0 });
+    await gateway.deploy(functionDir, 'printer-concurrent', { limits: { memoryMB: 128, timeoutMs: 10_000, concurrency: 4 } });
+    await gateway.invoke('printer-concurrent'); // one warm container
+    const results = await Promise.all([300, 200, 100, 0].map((wait) => gateway.invoke('printer-concurrent', { query: `wait=${wait}` })));
+    expect(new Set(results.map((r) => r.header.containerId)).size).toBe(1);
+    for (const { header } of results) {
+      const lines = await gateway.waitFor(() => {
+        const found = gateway.logs.filter((l) => l.invocationId === header.id);
+        return found.length === 2 ? found : undefined;
+      }, `the lines of ${header.id}`);
+      expect(lines.map((l) => l.line)).toEqual([`before ${header.id}`, `after ${header.id}`]);
+    }
   });
 });

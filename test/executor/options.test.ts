@@ -16,6 +16,9 @@ describe('executor options', () => {
     [{ tmpfsMb: 0 }, {}, 'executor.tmpfsMb must be a positive integer'],
     [{ defaultCpus: 0 }, {}, 'executor.defaultCpus must be a positive number of cores'],
     [{ functionNetwork: '' }, {}, 'executor.functionNetwork must name a Docker network'],
+    [{ bundleFetchTimeoutMs: 0 }, {}, 'executor.bundleFetchTimeoutMs must be a positive integer'],
+    [{ maxConcurrentBundleFetches: 0 }, {}, 'executor.maxConcurrentBundleFetches must be a positive integer'],
+    [{}, { SKIFF_BUNDLE_FETCH_TIMEOUT_MS: 'soon' }, 'SKIFF_BUNDLE_FETCH_TIMEOUT_MS (executor.bundleFetchTimeoutMs) must be an integer'],
     [{}, { SKIFF_KEEPALIVE_POLICY: 'never' }, "executor.keepAlivePolicy must be 'adaptive' or 'fixed'"],
     [{}, { SKIFF_STEM_CELLS: 'many' }, 'SKIFF_STEM_CELLS (executor.stemCells) must be an integer'],
   ])('rejects executor %j with env %j naming the option', (executor, env, message) => {

@@ -74,6 +74,7 @@ function poolWith(launcher: ContainerLauncher, options: Partial<PoolOptions> = {
     eviction: new LruPriority(),
     maxContainersPerFunction: 10,
     maxQueuedPerFunction: 10,
+    maxCallsInFlight: 1_000,
     stemCells: { min: 0, max: 0, shape: { runtime: 'node20', memoryMb: 128, cpus: 1 } },
     hardening,
     ...options,
@@ -332,6 +333,71 @@ describe('warm pool', () => {
     expect(pool.counts()).toMatchObject({ idle: 1 });
     const next = await pool.acquire(fn, inv('b'), never);
     expect(next).toMatchObject({ start: 'warm', container: launcher.launches[1].container });
+  });
+});
+
+describe('a burst against a cold function', () => {
+  it('starts only the containers its calls in flight need and no stem cells while calls wait for starts', async () => {
+    const launcher = new FakeLauncher();
+    const budget = new MemoryBudget(100_000);
+    const pool = poolWith(launcher, {
+      budget,
+      maxContainersPerFunction: 32,
+      maxQueuedPerFunction: 1_000,
+      maxCallsInFlight: 64,
+      stemCells: { min: 1, max: 8, shape: { runtime: 'node20', memoryMb: 128, cpus: 1 } },
+    });
+    pool.start();
+    await tick();
+    launcher.launches[0].done.resolve();
+    await launcher.launches[0].container.ready;
+    // Launched as stem cells (specialized since, or not): the rest are cold starts.
+    const launchedAsStemCell = (c: FunctionContainer) => c.stemCell || c.startKind === 'stemcell';
+    const stemLaunches = () => launcher.launches.filter((l) => launchedAsStemCell(l.container));
+    const functionLaunches = () => launcher.launches.filter((l) => !launchedAsStemCell(l.container));
+
+    // 500 calls at once (more than the 64 the executor advertised: a stale credit), concurrency 10.
+    const fn = deployed(10, 'burst', 128);
+    const leases = Array.from({ length: 500 }, (_, i) => pool.acquire(fn, inv(`b${i}`), never));
+    await tick();
+    // 64 calls in flight need ceil(64 / 10) = 7 containers: the stem cell and 6 cold starts.
+    expect(launcher.specializations).toHaveLength(1);
+    expect(functionLaunches()).toHaveLength(6);
+    expect(stemLaunches()).toHaveLength(1);
+    expect(pool.counts()).toMatchObject({ starting: 7 });
+
+    launcher.specializations[0].done.resolve();
+    for (const l of functionLaunches()) l.done.resolve();
+    const starts: Record<string, number> = {};
+    for (const pending of leases) {
+      const lease = await pending;
+      starts[lease.start] = (starts[lease.start] ?? 0) + 1;
+      pool.release(lease.container);
+    }
+    expect(starts).toEqual({ stemcell: 10, cold: 54, warm: 436 });
+    expect(functionLaunches()).toHaveLength(6);
+    expect(launcher.specializations).toHaveLength(1);
+    // With no call waiting for a start any more, the stem cells are refilled (the rate asks for more).
+    await tick();
+    expect(stemLaunches().length).toBeGreaterThan(1);
+  });
+
+  it('lets a call waiting past the calls-in-flight limit leave at its deadline', async () => {
+    const launcher = new FakeLauncher();
+    const pool = poolWith(launcher, { maxCallsInFlight: 1 });
+    const fn = deployed(2);
+    const first = pool.acquire(fn, inv('a'), never);
+    const abort = new AbortController();
+    const waiting = pool.acquire(fn, inv('b'), abort.signal);
+    abort.abort(new SkiffError('FUNCTION_TIMEOUT', 'deadline'));
+    await expect(waiting).rejects.toMatchObject({ code: 'FUNCTION_TIMEOUT' });
+    launcher.launches[0].done.resolve();
+    const a = await first;
+    // The slot the second call would have joined stayed free; the limit admits the next call when the first ends.
+    expect(a.container.active).toBe(1);
+    const third = pool.acquire(fn, inv('c'), never);
+    pool.release(a.container);
+    expect(await third).toMatchObject({ start: 'warm', container: a.container });
   });
 });
 

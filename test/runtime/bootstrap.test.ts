@@ -10,6 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LogSocket, type CapturedLine } from '../../executor/log-capture.ts';
 import { BOOTSTRAP_SOURCE, LISTENER_FILE } from '../../executor/runtime/index.ts';
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/functions/', import.meta.url));
@@ -51,8 +52,10 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs = RE
   }
 }
 
-async function runBootstrap(handler: string, env: Record<string, string> = {}, waitReady = true): Promise<Bootstrapped> {
+/** `prepare` runs on the iofs directory before the bootstrap starts (e.g. to open a log socket in it). */
+async function runBootstrap(handler: string, env: Record<string, string> = {}, waitReady = true, prepare?: (dir: string) => Promise<void>): Promise<Bootstrapped> {
   const dir = await fsp.mkdtemp(path.join(scratch, 'iofs-'));
+  await prepare?.(dir);
   const socketPath = path.join(dir, LISTENER_FILE);
   const child = spawn(process.execPath, [BOOTSTRAP_SOURCE], {
     env: {
@@ -216,6 +219,68 @@ describe('the bootstrap loading modules', () => {
   });
 });
 
+describe('the bootstrap as a stem cell', () => {
+  /** A stem cell (no function yet) and a client on the socket it published as stem.sock. */
+  async function stemCell(): Promise<{ b: Bootstrapped; stem: Client; stemLink: string; stemSocket: string }> {
+    const b = await runBootstrap('', { SKIFF_STEMCELL: '1' }, false);
+    const stemLink = path.join(b.dir, 'stem.sock');
+    await until('stem.sock', async () => {
+      if (b.child.exitCode !== null) throw new Error(`bootstrap exited ${b.child.exitCode}: ${b.output.stderr}`);
+      return fsp.stat(stemLink).then((st) => st.isSocket(), () => false);
+    });
+    const stemSocket = path.join(b.dir, await fsp.readlink(stemLink));
+    return { b, stem: new Client('http://localhost', { socketPath: stemSocket }), stemLink, stemSocket };
+  }
+
+  async function specialize(stem: Client, handler: string, env: Record<string, string> = {}) {
+    const body = JSON.stringify({ functionName: 'shapes', handler, cwd: path.dirname(handler), env });
+    const res = await stem.request({ path: '/specialize', method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    return { statusCode: res.statusCode, body: JSON.parse(await res.body.text()) as Record<string, unknown> };
+  }
+
+  it('answers GET /ready, specializes on the same connection, serves calls on it, then swaps stem.sock for lsnr.sock', async () => {
+    const { b, stem, stemLink, stemSocket } = await stemCell();
+    const connections: number[] = [];
+    stem.on('connect', () => connections.push(Date.now()));
+    const ready = await stem.request({ path: '/ready', method: 'GET' });
+    expect([ready.statusCode, await ready.body.json()]).toEqual([200, { stemCell: true }]);
+    expect(await specialize(stem, path.join(FIXTURES, 'shapes', 'index.mjs'))).toEqual({ statusCode: 200, body: { style: 'served' } });
+    const res = await stem.request({
+      path: '/call',
+      method: 'POST',
+      headers: { 'Fn-Call-Id': 'stem-1', 'Fn-Deadline': new Date(Date.now() + 30_000).toISOString(), 'Fn-Http-Request-Url': '/function/shapes/string' },
+      body: '',
+    });
+    expect(res.headers['fn-http-status']).toBe('200');
+    expect(await res.body.text()).toBe('plain text ✓');
+    expect(connections).toHaveLength(1);
+    await until('lsnr.sock', async () => fsp.stat(b.socketPath).then((st) => st.isSocket(), () => false));
+    // The function's listener is the socket the stem cell served from the start.
+    expect(path.join(b.dir, await fsp.readlink(b.socketPath))).toBe(stemSocket);
+    await expect(fsp.lstat(stemLink)).rejects.toMatchObject({ code: 'ENOENT' });
+    await stem.close();
+  });
+
+  it('refuses anything but GET /ready and POST /specialize before it specializes', async () => {
+    const { stem } = await stemCell();
+    const res = await stem.request({ path: '/call', method: 'POST', body: 'too early' });
+    expect(res.statusCode).toBe(400);
+    expect(await res.body.json()).toMatchObject({ error: { code: 'BAD_REQUEST' } });
+    await stem.close();
+  });
+
+  it('answers 500 with the load error and exits 1 when the function cannot load', async () => {
+    const { b, stem } = await stemCell();
+    const res = await specialize(stem, path.join(FIXTURES, 'badload', 'index.mjs'));
+    expect(res.statusCode).toBe(500);
+    expect(res.body).toMatchObject({ error: { code: 'FUNCTION_START_FAILED' } });
+    expect(String((res.body.error as { message: string }).message)).toContain('badload: this function fails at import');
+    const [code] = await b.exited;
+    expect(code).toBe(1);
+    await stem.close();
+  });
+});
+
 describe('the error-test fixtures', () => {
   it('crash exits with code 3 on a call without answering', async () => {
     const b = await runBootstrap(path.join(FIXTURES, 'crash', 'index.mjs'));
@@ -241,5 +306,103 @@ describe('the error-test fixtures', () => {
     await until('the log lines', async () => b.output.stdout.split('\n').filter(Boolean).length === 3 && b.output.stderr.includes('logger stderr'));
     expect(b.output.stdout).toBe('logger stdout 1/3 call=call-42\nlogger stdout 2/3 call=call-42\nlogger stdout 3/3 call=call-42\n');
     expect(b.output.stderr).toBe('logger stderr call=call-42\n');
+  });
+});
+
+describe('the bootstrap sending output over the executor log socket', () => {
+  const sockets: LogSocket[] = [];
+  afterAll(() => {
+    for (const socket of sockets) socket.close();
+  });
+
+  /** Starts the bootstrap with a LogSocket listening in its iofs directory, as the executor does. */
+  async function withLogSocket(handler: string, env: Record<string, string> = {}): Promise<{ b: Bootstrapped; lines: CapturedLine[] }> {
+    const lines: CapturedLine[] = [];
+    const b = await runBootstrap(handler, env, true, async (dir) => {
+      sockets.push(await LogSocket.open(dir, 64, (line) => lines.push(line)));
+    });
+    return { b, lines };
+  }
+
+  const simple = (lines: CapturedLine[]) => lines.map(({ stream, line, truncated, callId }) => ({ stream, line, truncated, callId }));
+
+  it('tags every line a call prints with its call id and prints nothing to stdout or stderr', async () => {
+    const { b, lines } = await withLogSocket(path.join(FIXTURES, 'logger', 'index.mjs'));
+    const res = await call(b, '/function/logger?n=2');
+    expect(res.body.toString()).toBe('ok');
+    await until('the logger lines', async () => lines.length === 3);
+    expect(simple(lines)).toEqual([
+      { stream: 'stdout', line: 'logger stdout 1/2 call=call-42', truncated: false, callId: 'call-42' },
+      { stream: 'stdout', line: 'logger stdout 2/2 call=call-42', truncated: false, callId: 'call-42' },
+      { stream: 'stderr', line: 'logger stderr call=call-42', truncated: false, callId: 'call-42' },
+    ]);
+    expect(b.output).toEqual({ stdout: '', stderr: '' });
+  });
+
+  it('sends lines printed at module load and by timers after the response with no call id, ends a call\'s partial line, and cuts long lines', async () => {
+    const dir = await fsp.mkdtemp(path.join(scratch, 'outside-'));
+    const handler = path.join(dir, 'index.mjs');
+    await fsp.writeFile(
+      handler,
+      [
+        "console.log('loaded at module level');",
+        'export default async function outside(request, context) {',
+        '  console.log(`in call ${context.callId}`);',
+        "  process.stdout.write(Buffer.from('partial line without newline'), () => {});",
+        "  console.error('x'.repeat(100));",
+        '  setTimeout(() => console.log(`timer after ${context.callId}`), 20);',
+        "  return 'ok';",
+        '}',
+        '',
+      ].join('\n'),
+    );
+    const { b, lines } = await withLogSocket(handler);
+    expect((await call(b, '/function/outside')).body.toString()).toBe('ok');
+    await until('the timer line', async () => lines.some((l) => l.line.startsWith('timer after')));
+    expect(simple(lines)).toEqual([
+      { stream: 'stdout', line: 'loaded at module level', truncated: false, callId: '' },
+      { stream: 'stdout', line: 'in call call-42', truncated: false, callId: 'call-42' },
+      { stream: 'stderr', line: 'x'.repeat(64), truncated: true, callId: 'call-42' },
+      // Ended when the response was over: the call-end frame flushes it.
+      { stream: 'stdout', line: 'partial line without newline', truncated: false, callId: 'call-42' },
+      { stream: 'stdout', line: 'timer after call-42', truncated: false, callId: '' },
+    ]);
+    expect(b.output).toEqual({ stdout: '', stderr: '' });
+  });
+
+  it('tags the lines of an unchanged @fnproject/fdk program with the call id', async () => {
+    const { b, lines } = await withLogSocket(fileURLToPath(new URL('../../examples/fdk-echo/func.js', import.meta.url)));
+    const res = await call(b, '/function/fdk-echo', { body: 'seven b' });
+    expect(res.body.toString()).toBe('seven b');
+    await until('the fdk-echo line', async () => lines.length > 0);
+    expect(simple(lines)).toEqual([{ stream: 'stdout', line: 'fdk-echo 7 bytes', truncated: false, callId: 'call-42' }]);
+    expect(b.output.stdout).toBe('');
+  });
+
+  it('sends a long synchronous burst whole and in order', async () => {
+    const { b, lines } = await withLogSocket(path.join(FIXTURES, 'logger', 'index.mjs'));
+    // 5,000 lines (~200 KB) in one synchronous run, over LOG_BATCH_MAX_BYTES: sent while the run goes on.
+    await call(b, '/function/logger?n=5000');
+    await until('5001 lines', async () => lines.length === 5001);
+    expect(lines.slice(0, 5000).map((l) => l.line)).toEqual(Array.from({ length: 5000 }, (_, i) => `logger stdout ${i + 1}/5000 call=call-42`));
+    expect(lines.every((l) => l.callId === 'call-42')).toBe(true);
+    expect(b.output.stdout).toBe('');
+  });
+
+  it('goes back to stdout when the log socket closes', async () => {
+    const { b, lines } = await withLogSocket(path.join(FIXTURES, 'logger', 'index.mjs'));
+    await call(b, '/function/logger?n=1');
+    await until('the first call\'s lines', async () => lines.length === 2);
+    // The executor ends the connection (a container being removed); the bootstrap sees it soon.
+    sockets.at(-1)!.close();
+    await until('stdout', async () => {
+      await call(b, '/function/logger?n=1');
+      return b.output.stdout.includes('logger stdout 1/1 call=call-42');
+    });
+    const before = { socket: lines.length, stdout: b.output.stdout.length };
+    await call(b, '/function/logger?n=1');
+    await until('the next call on stdout', async () => b.output.stdout.length > before.stdout);
+    expect(b.output.stdout.slice(before.stdout)).toBe('logger stdout 1/1 call=call-42\n');
+    expect(lines.length).toBe(before.socket);
   });
 });

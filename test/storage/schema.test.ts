@@ -2,12 +2,13 @@
 import { describe, expect, it } from 'vitest';
 import { literal, clampLimit, decodeCursor, encodeCursor, MAX_LIST_LIMIT, DEFAULT_LIST_LIMIT } from '../../storage/queries.ts';
 import { encodeRows, decodeRows, MAX_STORED_LOG_LINE_CHARS, type RecordOf } from '../../storage/rows.ts';
-import { columnNames, createTableSql, TABLE_NAMES, type TableName } from '../../storage/schema.ts';
+import { addColumnSql, columnNames, createDatabaseSql, createTableStatements, rebuildDistributedStatements, TABLE_NAMES, type SchemaTarget, type TableName } from '../../storage/schema.ts';
+import type { StorageCluster } from '../../storage/types.ts';
 
 const SAMPLES: { [T in TableName]: RecordOf[T] } = {
   invocations: {
     id: 'i', namespace: 'n', function: 'f', version: 1, executor: 'e', containerId: 'c', trigger: 'sync', attempt: 1, status: 'ok', errorCode: '',
-    httpStatus: 200, start: 'cold', receivedAtMs: 1, queuedAtMs: 1, startedAtMs: 2, finishedAtMs: 2, queueUs: 3, initUs: 4, runUs: 5, totalUs: 6, requestBytes: 7, responseBytes: 8, traceId: 't',
+    httpStatus: 200, start: 'cold', receivedAtMs: 1, queuedAtMs: 1, startedAtMs: 2, finishedAtMs: 2, queueUs: 3, initUs: 4, createUs: 2, runUs: 5, totalUs: 6, requestBytes: 7, responseBytes: 8, traceId: 't',
   },
   logs: { invocationId: 'i', function: 'f', containerId: 'c', timeMs: 1, seq: 2, lineId: 'l', stream: 'stderr', line: 'x', truncated: true },
   container_events: { eventId: 'e', timeMs: 1, nodeId: 'n', containerId: 'c', function: 'f', version: 2, kind: 'evicted', detail: 'd' },
@@ -23,7 +24,7 @@ describe('schema and codecs', () => {
     const [row] = encodeRows(table, [SAMPLES[table]]);
     expect(Object.keys(row)).toEqual(columnNames(table));
     expect(decodeRows(table, [row])).toEqual([SAMPLES[table]]);
-    expect(createTableSql('db', table)).toContain('ENGINE = ReplacingMergeTree');
+    expect(createTableStatements({ database: 'db' }, table)).toEqual([expect.stringContaining('ENGINE = ReplacingMergeTree(')]);
   });
 
   it('decodes 64-bit integers that ClickHouse quotes in JSON', () => {
@@ -65,5 +66,43 @@ describe('schema and codecs', () => {
     expect(clampLimit(undefined)).toBe(DEFAULT_LIST_LIMIT);
     expect(clampLimit(5000)).toBe(MAX_LIST_LIMIT);
     expect(clampLimit(0)).toBe(1);
+  });
+});
+
+const CLUSTER: StorageCluster = { name: 'skiff', replicated: true, zooKeeperPath: '/clickhouse/tables/{shard}/{database}/{table}', replicaName: '{replica}' };
+const ON_CLUSTER: SchemaTarget = { database: 'db', cluster: CLUSTER };
+
+// The text only; test/storage/cluster.test.ts runs it on a real ClickHouse 18.16 cluster.
+describe('cluster schema text', () => {
+  it.each(TABLE_NAMES)('creates %s as a replicated local table on every server and a Distributed table of its name', (table) => {
+    const [local, distributed] = createTableStatements(ON_CLUSTER, table);
+    expect(local).toContain(`CREATE TABLE IF NOT EXISTS \`db\`.\`${table}_local\` ON CLUSTER \`skiff\``);
+    expect(local).toContain(`ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/${table}', '{replica}'`);
+    expect(distributed).toMatch(new RegExp(`^CREATE TABLE IF NOT EXISTS \`db\`\\.\`${table}\` ON CLUSTER \`skiff\` AS \`db\`\\.\`${table}_local\`\\nENGINE = Distributed\\(\`skiff\`, \`db\`, \`${table}_local\`, `));
+  });
+
+  it('keeps the ReplacingMergeTree version column after the replication arguments', () => {
+    const [local] = createTableStatements(ON_CLUSTER, 'invocations');
+    expect(local).toContain("ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/invocations', '{replica}', finished_at_ms)");
+    expect(local).toContain('ORDER BY (`function`, received_at_ms, id, attempt)');
+  });
+
+  it('creates plain ReplacingMergeTree shards when the cluster is not replicated', () => {
+    const [local] = createTableStatements({ database: 'db', cluster: { ...CLUSTER, replicated: false } }, 'logs');
+    expect(local).toContain('ON CLUSTER `skiff`');
+    expect(local).toContain('ENGINE = ReplacingMergeTree()');
+  });
+
+  it('alters the local tables ON CLUSTER and re-attaches the Distributed table to add a column', () => {
+    expect(addColumnSql(ON_CLUSTER, 'invocations', 'create_us', 'init_us')).toBe('ALTER TABLE `db`.`invocations_local` ON CLUSTER `skiff` ADD COLUMN `create_us` UInt64 AFTER `init_us`');
+    expect(addColumnSql({ database: 'db' }, 'invocations', 'create_us', 'init_us')).toBe('ALTER TABLE `db`.`invocations` ADD COLUMN `create_us` UInt64 AFTER `init_us`');
+    const [detach, attach] = rebuildDistributedStatements(ON_CLUSTER, 'invocations');
+    expect(detach).toBe('DETACH TABLE IF EXISTS `db`.`invocations` ON CLUSTER `skiff`');
+    expect(attach).toMatch(/^ATTACH TABLE IF NOT EXISTS `db`\.`invocations` ON CLUSTER `skiff` AS `db`\.`invocations_local`/);
+  });
+
+  it('creates the database on every server of the cluster, or on the one server', () => {
+    expect(createDatabaseSql(ON_CLUSTER)).toBe('CREATE DATABASE IF NOT EXISTS `db` ON CLUSTER `skiff`');
+    expect(createDatabaseSql({ database: 'db' })).toBe('CREATE DATABASE IF NOT EXISTS `db`');
   });
 });

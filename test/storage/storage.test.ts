@@ -87,6 +87,7 @@ function invocation(overrides: Partial<InvocationRecord> & Pick<InvocationRecord
     finishedAtMs: NOW + 12,
     queueUs: 150,
     initUs: 0,
+    createUs: 0,
     runUs: 11_000,
     totalUs: 12_345,
     requestBytes: 17,
@@ -136,7 +137,7 @@ describe.each(BACKENDS)('storage on $name', ({ name, setup, teardown }) => {
   });
 
   it('round-trips an invocation record with every field', async () => {
-    const rec = invocation({ id: "round'trip\\1", function: 'round-trip', trigger: 'async', attempt: 2, status: 'error', errorCode: 'FUNCTION_CRASHED', httpStatus: 502, start: 'stemcell' });
+    const rec = invocation({ id: "round'trip\\1", function: 'round-trip', trigger: 'async', attempt: 2, status: 'error', errorCode: 'FUNCTION_CRASHED', httpStatus: 502, start: 'cold', initUs: 850_000, createUs: 610_000 });
     storage.recordInvocation(rec);
     await storage.flush();
     expect((await storage.listInvocations({ function: 'round-trip' })).records).toEqual([rec]);
@@ -313,6 +314,40 @@ describe.each(BACKENDS)('storage on $name', ({ name, setup, teardown }) => {
     expect(found?.logs.map((l) => l.line)).toEqual(['bye']);
   });
 
+  it('migrates a version-2 database: invocations gains create_us after init_us, 0 for the rows it had', async () => {
+    const database = `${options.database}_v2`;
+    // chDB allows one session per process: DDL goes through the open storage, which is then closed.
+    const ddl = async (sql: string): Promise<void> => (name === 'server' ? serverQuery(sql) : void (await storage.query(sql)));
+    await ddl(`CREATE DATABASE ${database}`);
+    await ddl(`CREATE TABLE ${database}.schema_migrations (version UInt32, name String, applied_at_ms UInt64) ENGINE = ReplacingMergeTree(applied_at_ms) ORDER BY version`);
+    await ddl(`INSERT INTO ${database}.schema_migrations VALUES (1, 'v1', 1), (2, 'v2', 2)`);
+    const v2Columns = 'id String, namespace String, function String, version UInt32, executor String, container_id String, trigger String, attempt UInt16, status String, error_code String, http_status UInt16, start String, received_at_ms UInt64, queued_at_ms UInt64, started_at_ms UInt64, finished_at_ms UInt64, queue_us UInt64, init_us UInt64, run_us UInt64, total_us UInt64, request_bytes UInt64, response_bytes UInt64, trace_id String';
+    await ddl(`CREATE TABLE ${database}.invocations (${v2Columns}) ENGINE = ReplacingMergeTree(finished_at_ms) PARTITION BY toYYYYMM(toDateTime(intDiv(received_at_ms, 1000))) ORDER BY (function, received_at_ms, id, attempt)`);
+    await ddl(`INSERT INTO ${database}.invocations VALUES ('v2-1', 'default', 'legacy2', 1, 'n', 'c', 'sync', 1, 'ok', '', 200, 'cold', ${NOW}, ${NOW + 1}, ${NOW + 2}, ${NOW + 9}, 10, 700000, 5000, 9000, 1, 2, '')`);
+    if (name === 'chdb') await storage.close();
+    const migrated = await openStorage({ ...options, database, spoolDir: `${options.spoolDir}-v2` });
+    try {
+      // Only the tables a version-2 invocations needs exist here: read through the list, not getInvocation (logs).
+      const [old] = (await migrated.listInvocations({ function: 'legacy2' })).records;
+      expect(old).toMatchObject({ id: 'v2-1', initUs: 700_000, createUs: 0, runUs: 5000 });
+      const columns = await migrated.query(`SELECT name FROM system.columns WHERE database = '${database}' AND table = 'invocations' AND name IN ('init_us', 'create_us', 'run_us')`); // in table order (18.16 has no position column)
+      expect(columns).toEqual([{ name: 'init_us' }, { name: 'create_us' }, { name: 'run_us' }]);
+      expect(await migrated.query(`SELECT version FROM ${database}.schema_migrations ORDER BY version LIMIT 1 BY version`)).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }]);
+      migrated.recordInvocation(invocation({ id: 'v2-2', function: 'legacy2', start: 'cold', initUs: 800_000, createUs: 450_000 }));
+      await migrated.flush();
+      expect((await migrated.listInvocations({ function: 'legacy2' })).records.map(({ id, initUs, createUs }) => ({ id, initUs, createUs }))).toEqual([
+        { id: 'v2-2', initUs: 800_000, createUs: 450_000 },
+        { id: 'v2-1', initUs: 700_000, createUs: 0 },
+      ]);
+      await migrated.migrate();
+    } finally {
+      await migrated.close();
+      if (name === 'server') await serverQuery(`DROP DATABASE IF EXISTS ${database}`);
+      await rm(`${options.spoolDir}-v2`, { recursive: true, force: true });
+      if (name === 'chdb') storage = await openStorage(options);
+    }
+  });
+
   // Server only: dropping the database under a live storage needs a second client, which chDB's
   // one-session-per-process rule does not allow.
   if (name !== 'server') return;
@@ -374,7 +409,7 @@ describe.each(BACKENDS)('storage on $name', ({ name, setup, teardown }) => {
     try {
       const [rec] = (await migrated.listInvocations({ function: 'legacy' })).records;
       expect(rec).toMatchObject({ id: 'old-1', receivedAtMs: NOW, queuedAtMs: NOW, startedAtMs: NOW, finishedAtMs: NOW + 9 });
-      expect(await migrated.query(`SELECT version FROM ${database}.schema_migrations ORDER BY version`)).toEqual([{ version: 1 }, { version: 2 }]);
+      expect(await migrated.query(`SELECT version FROM ${database}.schema_migrations ORDER BY version`)).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }]);
       expect(await migrated.query(`SELECT name FROM system.tables WHERE database = '${database}' AND name LIKE 'invocations%'`)).toEqual([{ name: 'invocations' }]);
       await migrated.migrate();
     } finally {

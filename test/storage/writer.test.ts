@@ -9,11 +9,11 @@ import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Backend } from '../../storage/backend.ts';
-import { Encoder } from '../../storage/encoder.ts';
-import { toTupleJson } from '../../storage/rows.ts';
+import type { Backend, EncodedBatch } from '../../storage/backend.ts';
+import { Encoder, handOffRecords } from '../../storage/encoder.ts';
 import type { InvocationRecord } from '../../storage/types.ts';
 import { Spool, type SpoolEntry } from '../../storage/spool.ts';
+import { openSpoolFile } from '../../storage/spool-file.ts';
 import { TableWriter } from '../../storage/writer.ts';
 
 interface FakeBackend extends Backend {
@@ -22,6 +22,15 @@ interface FakeBackend extends Backend {
   /** When set, inserts wait for it. */
   gate: Promise<void> | undefined;
   failWith: Error | undefined;
+}
+
+/** The invocation ids of a batch, in either format the writer may send. */
+function idsOf(batch: EncodedBatch): string[] {
+  const text = (batch.gzip ? gunzipSync(batch.body) : Buffer.from(batch.body)).toString('utf8');
+  const lines = text.split('\n').filter((line) => line !== '');
+  if (batch.format === 'JSONEachRow') return lines.map((line) => (JSON.parse(line) as { id: string }).id);
+  const at = batch.columns.indexOf('id');
+  return lines.map((line) => line.split('\t')[at]);
 }
 
 function fakeBackend(): FakeBackend {
@@ -35,12 +44,10 @@ function fakeBackend(): FakeBackend {
     select: async () => [],
     rows: async () => [],
     close: async () => undefined,
-    async insertEncoded(_table, body, gzip) {
+    async insertEncoded(_table, batch) {
       await fake.gate;
       if (fake.failWith) throw fake.failWith;
-      const text = (gzip ? gunzipSync(body) : Buffer.from(body)).toString('utf8');
-      const ids = (JSON.parse(`[${text}]`) as Array<{ id: string }>).map((row) => row.id);
-      fake.landed.push(ids);
+      fake.landed.push(idsOf(batch));
     },
   };
   return fake;
@@ -70,6 +77,7 @@ function writer(backend: Backend, spool: Spool, overrides: Partial<ConstructorPa
     logger: pino({ level: 'silent' }),
     retryDelaysMs: [1],
     replayMaxDelayMs: 20,
+    replayMaxAttempts: 3,
     maxQueuedBatches: 1,
     concurrency: 1,
     compressInserts: true,
@@ -100,6 +108,23 @@ describe('TableWriter', () => {
     await w.close();
   });
 
+  it('sends the batches that waited for an insert slot in one insert, in order', async () => {
+    const backend = fakeBackend();
+    let open!: () => void;
+    backend.gate = new Promise((resolve) => (open = resolve));
+    const spool = await Spool.open(dir, 1 << 20, () => undefined);
+    const w = writer(backend, spool, { maxQueuedBatches: 3 });
+    const durable = [w.submit([record('a')]), w.submit([record('b'), record('c')]), w.submit([record('d')])];
+    expect(w.stats().queuedBatches).toBe(3); // a in flight, b and d waiting
+    backend.gate = undefined;
+    open();
+    await Promise.all(durable);
+    expect(backend.landed).toEqual([['a'], ['b', 'c', 'd']]);
+    expect(w.stats()).toMatchObject({ recordsWritten: 4, batchesWritten: 2, batchesSpooled: 0, droppedRows: 0 });
+    expect(spool.count()).toBe(0);
+    await w.close();
+  });
+
   it('spools a batch after its last failed attempt and keeps replaying with back-off until ClickHouse takes it', async () => {
     const backend = fakeBackend();
     backend.failWith = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:8123'), { code: 'ECONNREFUSED' });
@@ -119,16 +144,18 @@ describe('TableWriter', () => {
     const backend = fakeBackend();
     const seen: boolean[] = [];
     const insert = backend.insertEncoded.bind(backend);
-    backend.insertEncoded = async (table, body, gzip) => {
-      seen.push(gzip);
-      return insert(table, body, gzip);
+    backend.insertEncoded = async (table, batch) => {
+      seen.push(batch.gzip);
+      return insert(table, batch);
     };
     const spool = await Spool.open(dir, 1 << 20, () => undefined);
     const w = writer(backend, spool, { compressInserts: false, maxQueuedBatches: 1 });
     backend.failWith = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
     await w.submit([record('p')]);
     const entry = spool.oldest('invocations')!;
-    expect(gunzipSync(await spool.read(entry)).toString('utf8')).toContain('"id":"p"');
+    const spooled = openSpoolFile(entry.file, 'invocations', entry.rows, await spool.read(entry));
+    expect(spooled).toMatchObject({ format: 'TabSeparated', gzip: true, rows: 1 });
+    expect(idsOf(spooled)).toEqual(['p']);
     backend.failWith = undefined;
     await w.submit([record('q')]); // the spool is not empty: q goes there too, behind p
     await w.whenIdle();
@@ -141,8 +168,8 @@ describe('TableWriter', () => {
   it('replays batches a previous process left, and removes half-written files', async () => {
     await writeFile(path.join(dir, '00000000000001-00000001-old.invocations.1.jsonl.gz.tmp'), 'torn');
     const first = await Spool.open(dir, 1 << 20, () => undefined);
-    const encoded = await encoder.encode('invocations', toTupleJson('invocations', [record('left-over')]), true);
-    await first.put('invocations', 'old', 1, encoded.body);
+    const { batch } = await encoder.encode('invocations', handOffRecords('invocations', [record('left-over')]), true);
+    await first.put('invocations', 'old', 1, await encoder.spoolFile('invocations', batch));
     const backend = fakeBackend();
     const spool = await Spool.open(dir, 1 << 20, () => undefined);
     expect(spool.count()).toBe(1);

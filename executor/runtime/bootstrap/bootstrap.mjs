@@ -11,16 +11,22 @@
 // (atomic). The executor waits for lsnr.sock to appear; the relative link resolves on the
 // host side of the bind mount too.
 //
-// Stem cell mode (SKIFF_STEMCELL=1, no function yet): the bootstrap publishes a control socket
-// (stem.sock, same way) and waits. One `POST /specialize` with JSON { functionName, handler, cwd,
-// env } sets the environment, loads the handler (code the executor injected into the iofs
-// directory) and serves it on FN_LISTENER; it answers 200 once the listener is published (a
-// program that serves FN_LISTENER itself, fdk style, answers 200 after loading), or 500 with the
-// load error and exits. The control socket then closes: a stem cell specializes once.
+// Stem cell mode (SKIFF_STEMCELL=1, no function yet): the bootstrap opens the function's call
+// socket at once and publishes it as stem.sock (same way); until it specializes, that socket
+// answers `GET /ready` (the executor connects and warms the connection ahead) and one
+// `POST /specialize` with JSON { functionName, handler, cwd, env }, which sets the environment and
+// loads the handler (code the executor injected into the iofs directory). For a module it answers
+// 200 {style:'served'} once the handler is set, and every later request on that socket is a call,
+// on the connection the executor already holds; lsnr.sock is published right after. A program that
+// serves FN_LISTENER itself (fdk style) gets 200 {style:'program'} and the socket closes. A load
+// error answers 500 and exits. stem.sock goes when it specializes: a stem cell specializes once.
 
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
+import diagnostics from 'node:diagnostics_channel';
 import { existsSync, promises as fsp } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -69,6 +75,163 @@ function pickHandler(mod) {
   const candidates = [mod.default, mod.default && mod.default.default, mod.handler, mod.default && mod.default.handler];
   for (const candidate of candidates) if (typeof candidate === 'function') return candidate;
   return null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output capture
+// ---------------------------------------------------------------------------------------------
+// What the function writes to process.stdout/stderr (console.*, the fdk's logging) goes to the
+// executor over the log socket it listens on in the iofs directory, tagged with the call it was
+// written in, instead of through Docker's attach stream (dockerd and containerd copy every byte
+// on the way). Writes are gathered until the current synchronous run ends (a microtask), then
+// sent in one socket write, consecutive writes of one call and stream as one frame: the executor
+// reads and parses one frame per call rather than one per line. Frame (executor/log-capture.ts
+// reads it): u32 LE length of what follows, u8 kind (1 stdout, 2 stderr, 3 call ended: the
+// executor ends that call's partial lines), u8 call id length, the call id (latin1), the bytes.
+// A write belongs to the call whose http-stream request it runs under (an AsyncLocalStorage
+// entered at `http.server.request.start`, so our server and the fdk's alike) until that call's
+// response is over; anything else (module load, timers firing after the response) goes with an
+// empty call id, stored under the container with no invocation. With no socket (the bootstrap
+// run outside Skiff), while it connects, past LOG_BACKLOG_MAX_BYTES unsent, once it is lost, or
+// for a call id too long to frame, writes go to the real stdout/stderr, which the executor still
+// reads through Docker's attach stream, as it reads fd 1/2 written by native code or child
+// processes (those lines go to the container's latest call). Lost: what was written in the
+// synchronous run during which the process is killed or spins forever (a pipe would have
+// delivered it; at most LOG_BATCH_MAX_BYTES), and what is still unsent when it exits (only ever
+// the backlog of a full socket).
+
+const LOG_SOCKET_FILE = 'log.sock';
+const LOG_FRAME_HEADER_BYTES = 6;
+const LOG_FRAME_STDOUT = 1;
+const LOG_FRAME_STDERR = 2;
+const LOG_FRAME_CALL_END = 3;
+const LOG_MAX_CALL_ID_BYTES = 255;
+/** Bytes gathered or unsent on the log socket beyond which writes take the attach path instead. */
+const LOG_BACKLOG_MAX_BYTES = 1024 * 1024;
+/** A run that writes more than this sends what it gathered at once, not at its end. */
+const LOG_BATCH_MAX_BYTES = 64 * 1024;
+
+/** The call output is written in: { callId, ended, wrote }; none outside calls. */
+const callOutput = new AsyncLocalStorage();
+
+/** Writes gathered for one socket write, as runs of one kind and call: { kind, callId, parts, bytes }. */
+class LogBatch {
+  runs = [];
+  bytes = 0;
+
+  add(kind, callId, part, partBytes) {
+    const last = this.runs[this.runs.length - 1];
+    if (last !== undefined && last.kind === kind && last.callId === callId) {
+      last.parts.push(part);
+      last.bytes += partBytes;
+    } else {
+      this.runs.push({ kind, callId, parts: part === undefined ? [] : [part], bytes: partBytes });
+      this.bytes += LOG_FRAME_HEADER_BYTES + callId.length;
+    }
+    this.bytes += partBytes;
+  }
+
+  /** The frames, in one buffer; empties the batch. */
+  take() {
+    const out = Buffer.allocUnsafe(this.bytes);
+    let at = 0;
+    for (const { kind, callId, parts, bytes } of this.runs) {
+      out.writeUInt32LE(2 + callId.length + bytes, at);
+      out[at + 4] = kind;
+      out[at + 5] = callId.length;
+      at += LOG_FRAME_HEADER_BYTES;
+      at += out.write(callId, at, 'latin1');
+      for (const part of parts) {
+        if (typeof part === 'string') {
+          at += out.write(part, at, 'utf8');
+        } else {
+          out.set(part, at);
+          at += part.byteLength;
+        }
+      }
+    }
+    this.runs = [];
+    this.bytes = 0;
+    return out;
+  }
+}
+
+/** Sends process.stdout/stderr writes over the executor's log socket when it has one. */
+function captureOutput(socketFile) {
+  if (!existsSync(socketFile)) return;
+  const socket = net.connect(socketFile);
+  let usable = true;
+  socket.on('error', () => {}); // 'close' follows: writes go back to stdout/stderr
+  socket.once('close', () => {
+    usable = false;
+  });
+  socket.unref(); // the log socket alone never keeps the process alive
+  const batch = new LogBatch();
+  let flushQueued = false;
+  const flush = () => {
+    if (batch.bytes > 0 && usable) socket.write(batch.take());
+  };
+  const flushQueuedRun = () => {
+    flushQueued = false;
+    flush();
+  };
+  const gather = (kind, callId, part, partBytes) => {
+    batch.add(kind, callId, part, partBytes);
+    if (batch.bytes >= LOG_BATCH_MAX_BYTES) flush();
+    else if (!flushQueued) {
+      flushQueued = true;
+      queueMicrotask(flushQueuedRun);
+    }
+  };
+  // process.exit() in the middle of a run: what it wrote still leaves (a socket with room takes
+  // the write at once).
+  process.on('exit', flush);
+  const send = (kind, chunk, encoding) => {
+    if (!usable || socket.connecting || socket.writableLength + batch.bytes > LOG_BACKLOG_MAX_BYTES) return false;
+    let part = chunk;
+    if (typeof chunk === 'string') {
+      if (encoding !== 'utf8' && encoding !== 'utf-8') {
+        if (!Buffer.isEncoding(encoding)) return false; // the real write throws the right error
+        part = Buffer.from(chunk, encoding);
+      }
+    } else if (chunk instanceof Uint8Array) {
+      part = Buffer.from(chunk); // a copy: the caller may reuse its buffer before the batch leaves
+    } else {
+      return false;
+    }
+    const call = callOutput.getStore();
+    const inCall = call !== undefined && !call.ended;
+    if (inCall && call.callId.length > LOG_MAX_CALL_ID_BYTES) return false;
+    if (inCall) call.wrote = true;
+    gather(kind, inCall ? call.callId : '', part, typeof part === 'string' ? Buffer.byteLength(part, 'utf8') : part.byteLength);
+    return true;
+  };
+  for (const [name, kind] of [['stdout', LOG_FRAME_STDOUT], ['stderr', LOG_FRAME_STDERR]]) {
+    const stream = process[name];
+    const write = stream.write;
+    stream.write = function capturedWrite(chunk, encoding, callback) {
+      if (typeof encoding === 'function') {
+        callback = encoding;
+        encoding = undefined;
+      }
+      if (!send(kind, chunk, encoding ?? 'utf8')) return write.call(this, chunk, encoding, callback);
+      if (typeof callback === 'function') process.nextTick(callback);
+      return true;
+    };
+  }
+  diagnostics.subscribe('http.server.request.start', ({ request, response }) => {
+    const callId = request.headers['fn-call-id'];
+    if (typeof callId !== 'string' || callId === '') {
+      callOutput.enterWith(undefined);
+      return;
+    }
+    const call = { callId, ended: false, wrote: false };
+    callOutput.enterWith(call);
+    response.once('close', () => {
+      call.ended = true;
+      if (call.wrote && usable && callId.length <= LOG_MAX_CALL_ID_BYTES) gather(LOG_FRAME_CALL_END, callId, undefined, 0);
+    });
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -298,9 +461,9 @@ function readBody(req) {
   });
 }
 
-/** The http-stream server of one handler (no listening yet). */
-function callServer(handler) {
-  const server = http.createServer(async (req, res) => {
+/** The http-stream request listener of one handler. */
+function callListener(handler) {
+  return async (req, res) => {
     if (req.method !== 'POST') {
       const body = Buffer.from(JSON.stringify({ error: { code: 'BAD_REQUEST', message: 'the http-stream contract only takes POST /call' } }));
       res.writeHead(400, { 'Content-Type': 'application/json', 'Content-Length': String(body.length) });
@@ -323,7 +486,12 @@ function callServer(handler) {
     } catch (error) {
       sendError(res, callId, error);
     }
-  });
+  };
+}
+
+/** An http-stream server around `onRequest` (no listening yet). */
+function callServer(onRequest) {
+  const server = http.createServer(onRequest);
   // The executor owns timeouts (Fn-Deadline); never cut a long call or an idle kept-alive socket.
   server.requestTimeout = 0;
   server.keepAliveTimeout = 0;
@@ -331,14 +499,15 @@ function callServer(handler) {
   return server;
 }
 
-/**
- * Serves `handler` on FN_LISTENER. A stem cell passes the server it opened ahead of time
- * (`opened`, from openListener); then only the link is published.
- */
-async function serve(handler, listenFile, opened) {
-  const listener = opened ?? (await openListener(callServer(handler), listenFile, 'skiff'));
-  listener.setHandler?.(handler);
-  const { server } = listener;
+/** Serves `handler` on FN_LISTENER. */
+async function serve(handler, listenFile) {
+  const listener = await openListener(callServer(callListener(handler)), listenFile, 'skiff');
+  stopOnSignals(listener.server);
+  await listener.publish();
+}
+
+/** SIGTERM/SIGINT: stop taking connections, let calls in flight end (briefly), exit. */
+function stopOnSignals(server) {
   let stopping = false;
   const stop = () => {
     if (stopping) return;
@@ -350,25 +519,24 @@ async function serve(handler, listenFile, opened) {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
-  await listener.publish();
 }
 
 /**
- * Listens on a fresh socket next to `linkFile` (world-writable); `publish()` then links it there
- * as a relative symlink (atomic rename). A failure is fatal.
+ * Listens on a fresh socket next to `linkFile` (world-writable); `publish(link)` then links it at
+ * `link` (default `linkFile`, same directory) as a relative symlink (atomic rename). A failure is fatal.
  */
 function openListener(server, linkFile, prefix) {
   const dir = path.dirname(linkFile);
   const token = randomBytes(6).toString('hex');
   const socketName = `${prefix}-${token}.sock`;
   const socketFile = path.join(dir, socketName);
-  const tmpLink = path.join(dir, `.${prefix}-${token}.tmp`);
-  const publish = async () => {
+  const publish = async (link = linkFile) => {
+    const tmpLink = path.join(dir, `.${path.basename(link)}-${token}.tmp`);
     try {
       await fsp.symlink(socketName, tmpLink);
-      await fsp.rename(tmpLink, linkFile);
+      await fsp.rename(tmpLink, link);
     } catch (error) {
-      fail(`cannot publish the listener at ${linkFile}`, error);
+      fail(`cannot publish the listener at ${link}`, error);
     }
   };
   return new Promise((resolve) => {
@@ -384,16 +552,12 @@ function openListener(server, linkFile, prefix) {
   });
 }
 
-/** Listens and publishes at once. */
-async function publish(server, linkFile, prefix) {
-  await (await openListener(server, linkFile, prefix)).publish();
-}
-
 // ---------------------------------------------------------------------------------------------
 // Main
 // ---------------------------------------------------------------------------------------------
 
 const listenFile = listenerPath();
+captureOutput(path.join(path.dirname(listenFile), LOG_SOCKET_FILE));
 
 // Node as PID 1 gets no default signal handling: make `docker stop` work for every style. A
 // program that installs its own handler (fdk style) keeps control; ours only exits if alone.
@@ -403,22 +567,20 @@ for (const signal of ['SIGTERM', 'SIGINT']) {
   });
 }
 
-/**
- * Loads the function and serves it; 'served' once the listener is published, 'program' for fdk
- * style. `opened`: a listener a stem cell opened ahead (its server calls the handler set later).
- */
-async function load(entry, opened) {
+/** The CommonJS module cache (one live object): tells whether a program loaded @fnproject/fdk. */
+const requireCache = createRequire(import.meta.url).cache;
+
+/** Imports the function: its handler, or null for a program (fdk style) that serves FN_LISTENER itself. */
+async function importFunction(entry) {
   const mod = await import(pathToFileURL(entry).href);
   // A program that loaded @fnproject/fdk serves FN_LISTENER itself, whatever it exports (fdk.handle
   // returns a closer function, which must not be mistaken for a handler).
-  const fdkLoaded = Object.keys(createRequire(import.meta.url).cache).some((file) => /[\\/]@fnproject[\\/]fdk[\\/]/.test(file));
-  const handler = fdkLoaded ? null : pickHandler(mod);
-  if (handler) {
-    await serve(handler, listenFile, opened);
-    return 'served';
-  }
-  opened?.server.close();
-  // Style (b): the program serves FN_LISTENER itself (fdk.handle). Warn if it never does.
+  const fdkLoaded = Object.keys(requireCache).some((file) => /[\\/]@fnproject[\\/]fdk[\\/]/.test(file));
+  return fdkLoaded ? null : pickHandler(mod);
+}
+
+/** Style (b): the program serves FN_LISTENER itself (fdk.handle). Warns if it never does. */
+function watchProgram(entry) {
   setTimeout(() => {
     if (!existsSync(listenFile)) {
       process.stderr.write(
@@ -427,24 +589,43 @@ async function load(entry, opened) {
       );
     }
   }, 5_000).unref();
-  return 'program';
 }
 
-function replyJson(res, status, value) {
+/** Loads the function and serves it (a module), or lets it serve itself (a program). */
+async function load(entry) {
+  const handler = await importFunction(entry);
+  if (handler) await serve(handler, listenFile);
+  else watchProgram(entry);
+}
+
+function replyJson(res, status, value, headers = {}) {
   const body = Buffer.from(JSON.stringify(value), 'utf8');
-  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': String(body.length) });
+  res.writeHead(status, { ...headers, 'Content-Type': 'application/json', 'Content-Length': String(body.length) });
   res.end(body);
 }
 
-/** Stem cell: wait for one POST /specialize on stem.sock, then become that function. */
+/**
+ * Stem cell: the call socket listens from the start; it answers GET /ready and one POST /specialize
+ * until a handler is set, then every request on it is a call.
+ */
 function stemCell() {
-  let specialized = false;
-  const control = http.createServer(async (req, res) => {
-    if (req.method !== 'POST' || req.url !== '/specialize' || specialized) {
-      replyJson(res, 400, { error: { code: 'BAD_REQUEST', message: 'a stem cell takes one POST /specialize' } });
+  let handler = null;
+  let specializing = false;
+  const stemLink = path.join(path.dirname(listenFile), STEM_FILE);
+  const onCall = callListener((request, context) => handler(request, context));
+  const server = callServer((req, res) => (handler ? onCall(req, res) : stemRequest(req, res)));
+  const opened = openListener(server, listenFile, 'skiff');
+
+  async function stemRequest(req, res) {
+    if (req.method === 'GET' && req.url === '/ready' && !specializing) {
+      replyJson(res, 200, { stemCell: true });
       return;
     }
-    specialized = true;
+    if (req.method !== 'POST' || req.url !== '/specialize' || specializing) {
+      replyJson(res, 400, { error: { code: 'BAD_REQUEST', message: 'a stem cell takes GET /ready and one POST /specialize' } });
+      return;
+    }
+    specializing = true;
     let spec;
     try {
       spec = JSON.parse((await readBody(req)).toString('utf8'));
@@ -455,33 +636,38 @@ function stemCell() {
       process.env.SKIFF_HANDLER = spec.handler;
       delete process.env.SKIFF_STEMCELL;
       if (spec.cwd) process.chdir(spec.cwd);
-      const style = await load(spec.handler, await functionListener);
-      // Specialized once: the control socket goes (a ready stem cell is one with stem.sock).
+      const loaded = await importFunction(spec.handler);
+      const listener = await opened;
+      // Specialized once: the stem cell's link goes (a ready stem cell is one with stem.sock).
       await fsp.unlink(stemLink).catch(() => {});
-      replyJson(res, 200, { style });
-      control.close();
+      if (loaded) {
+        handler = loaded;
+        stopOnSignals(server);
+        replyJson(res, 200, { style: 'served' });
+        // The executor calls on the connection it holds; the link is for everyone else.
+        void listener.publish();
+        return;
+      }
+      // Style (b): this socket is not the function's; the program opens FN_LISTENER itself.
+      res.once('finish', () => {
+        server.close();
+        server.closeAllConnections();
+      });
+      replyJson(res, 200, { style: 'program' }, { Connection: 'close' });
+      watchProgram(spec.handler);
     } catch (error) {
       process.stderr.write(`skiff-bootstrap: cannot load the function ${spec?.handler ?? '(no spec)'}\n${formatError(error)}\n`);
       res.once('finish', () => process.exit(1));
       replyJson(res, 500, { error: { code: 'FUNCTION_START_FAILED', message: formatError(error) } });
     }
-  });
-  control.keepAliveTimeout = 0;
-  const stemLink = path.join(path.dirname(listenFile), STEM_FILE);
-  // The function's server listens already; specializing only sets its handler and links it.
-  let handler = null;
-  const functionListener = openListener(callServer((request, context) => handler(request, context)), listenFile, 'skiff').then((listener) => ({
-    ...listener,
-    setHandler: (h) => {
-      handler = h;
-    },
-  }));
+  }
+
   // Warm the paths a specialization and its first call take (ESM loader, HTTP server and parser)
   // before saying ready, so they are not paid on the critical path.
   void warmUp()
     .catch((error) => process.stderr.write(`skiff-bootstrap: stem cell warm-up failed (continuing): ${formatError(error)}\n`))
-    .then(() => functionListener)
-    .then(() => publish(control, stemLink, 'stem'));
+    .then(() => opened)
+    .then((listener) => listener.publish(stemLink));
 }
 
 /**
@@ -501,7 +687,7 @@ async function warmUp() {
   void process.stdout;
   void process.stderr;
   const socketPath = path.join('/tmp', `.skiff-warmup-${randomBytes(4).toString('hex')}.sock`);
-  const server = callServer(async (request) => ({ status: 200, headers: { 'content-type': 'text/plain', 'x-warm': '1' }, body: request.body.toString('utf8') }));
+  const server = callServer(callListener(async (request) => ({ status: 200, headers: { 'content-type': 'text/plain', 'x-warm': '1' }, body: request.body.toString('utf8') })));
   await new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(socketPath, resolve);

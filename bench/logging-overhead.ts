@@ -1,0 +1,235 @@
+/**
+ * Logging overhead benchmark (`npm run bench:logging`): warm-invoke p99 with logging on vs off.
+ * A real `skiff up` (its own processes), one function deployed twice — printing
+ * LOG_LINES_PER_CALL lines per call, and printing nothing — loaded in turn by the load generator
+ * (its own process), runs interleaved (off/on, then on/off, ...) so machine load hits both alike;
+ * medians of the runs. CPU of every part (gateway+storage, executor, dockerd, containerd, the
+ * function containers) is read from /proc around each run: where a log line's cost goes. After
+ * the runs it waits until storage holds every line printed, so a path that drops lines fails.
+ *
+ * Knobs: BENCH_DURATION_S (5), BENCH_RUNS (3), BENCH_CONNECTIONS (16).
+ * Writes bench/results/logging-overhead.json. bench/ingest.ts runs the same part (loggingOnOff).
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Dockerode from 'dockerode';
+import { packFunctionDir } from '../cli/pack.ts';
+import { renderTable } from '../cli/table.ts';
+import type { StorageStats } from '../storage/index.ts';
+import { knobInt } from './knobs.ts';
+import { LoadGenerator, type DurationResult } from './load.ts';
+import { generatorCpu, writeResult } from './results.ts';
+import { GatewayClient, logger, startSkiff } from './skiff.ts';
+import { formatSpread, spreadOf, type Spread } from './stats.ts';
+
+const DURATION_S = knobInt('BENCH_DURATION_S', 5);
+const RUNS = knobInt('BENCH_RUNS', 3);
+const CONNECTIONS = knobInt('BENCH_CONNECTIONS', 16);
+export const LOG_LINES_PER_CALL = 10;
+export const GOAL_P99_RATIO = 1.1;
+const WARM_UP_S = 1;
+/** How long storage may take to hold every printed line after the last run (batched writes). */
+const LINES_SETTLE_MS = 30_000;
+const CLOCK_TICKS_PER_S = 100;
+const log = logger('logging-overhead');
+
+const LOGGING_FUNCTION = `// Bench fixture: prints LINES lines per call (0: nothing), then answers.
+export default async function handler(request, context) {
+  const lines = Number(process.env.LINES || 0);
+  for (let i = 0; i < lines; i++) console.log(\`line \${i} of call \${context.callId}: some typical log text\`);
+  return 'ok';
+}
+`;
+
+export const CPU_PARTS = ['gateway+storage', 'executor', 'dockerd', 'containerd', 'function containers'] as const;
+
+export interface LoggingRow {
+  logging: 'off' | 'on';
+  requestsPerSec: Spread;
+  p50Us: Spread;
+  p99Us: Spread;
+  errors: number;
+  /** CPU per 1000 calls (ms) of each part, summed over the runs: where logging's cost goes. */
+  cpuMsPer1000Calls: Record<string, number>;
+  runs: DurationResult[];
+}
+
+export interface LoggingResult {
+  rows: LoggingRow[];
+  /** Log rows storage wrote, and how many the calls with logging on printed. */
+  logRowsStored: number;
+  logRowsPrinted: number;
+  /** Load generator CPU of every run. */
+  cpu: number[];
+}
+
+/**
+ * CPU ms so far of every process, grouped: Skiff's gateway+storage, its executor, dockerd,
+ * containerd (both shared with anything else using Docker), the function containers of this Skiff
+ * (`containerIds`, told apart from other containers by their cgroup).
+ */
+function cpuByPart(skiffPid: number, executorPid: number, containerIds: readonly string[]): Map<string, number> {
+  const parts = new Map<string, number>();
+  for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
+    let stat: string;
+    let cmdline: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+    } catch {
+      continue; // exited meanwhile
+    }
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ms = ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S;
+    const id = Number(pid);
+    const part =
+      id === skiffPid ? 'gateway+storage'
+        : id === executorPid ? 'executor'
+          : /(^|\/)dockerd /.test(cmdline) ? 'dockerd'
+            : /containerd/.test(cmdline) ? 'containerd'
+              : /bootstrap\.mjs/.test(cmdline) && inContainers(pid, containerIds) ? 'function containers'
+                : undefined;
+    if (part) parts.set(part, (parts.get(part) ?? 0) + ms);
+  }
+  return parts;
+}
+
+function inContainers(pid: string, containerIds: readonly string[]): boolean {
+  try {
+    const cgroup = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+    return containerIds.some((id) => cgroup.includes(id));
+  } catch {
+    return false;
+  }
+}
+
+/** Full ids of the containers of one Skiff node. */
+async function containersOf(docker: Dockerode, nodeId: string): Promise<string[]> {
+  return (await docker.listContainers({ all: true, filters: { label: [`skiff.node=${nodeId}`] } })).map((c) => c.Id);
+}
+
+/** Runs the logging on/off comparison on a fresh `skiff up`. */
+export async function loggingOnOff(): Promise<LoggingResult> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'skiff-bench-logfn-'));
+  await writeFile(path.join(dir, 'index.mjs'), LOGGING_FUNCTION);
+  const code = (await packFunctionDir(dir)).toString('base64');
+  await rm(dir, { recursive: true, force: true });
+  log('starting Skiff (gateway + embedded chDB, executor) for logging on/off...');
+  const skiff = await startSkiff();
+  const generator = new LoadGenerator();
+  const client = new GatewayClient(skiff.url);
+  const docker = new Dockerode();
+  try {
+    const limits = { concurrency: CONNECTIONS, memoryMB: 256 };
+    await client.json('PUT', '/system/functions/log-off', { code, handler: 'index.mjs', env: { LINES: '0' }, limits });
+    await client.json('PUT', '/system/functions/log-on', { code, handler: 'index.mjs', env: { LINES: String(LOG_LINES_PER_CALL) }, limits });
+    const runs: Record<'off' | 'on', DurationResult[]> = { off: [], on: [] };
+    const cpuMs: Record<'off' | 'on', Map<string, number>> = { off: new Map(), on: new Map() };
+    const skiffPid = skiff.process.pid ?? -1;
+    const target = (name: string) => ({ url: `${skiff.url}/function/${name}`, method: 'POST' as const, headers: { 'content-type': 'text/plain' }, body: Buffer.from('hello') });
+    let okCallsOn = 0;
+    for (const name of ['log-off', 'log-on']) {
+      // Warm-up: containers up, JIT warm.
+      const warm = await generator.run({ kind: 'duration', target: target(name), connections: CONNECTIONS, durationS: WARM_UP_S });
+      if (name === 'log-on') okCallsOn += warm.requests - warm.errors - warm.non2xx;
+    }
+    for (let run = 0; run < RUNS; run++) {
+      for (const mode of run % 2 === 0 ? (['off', 'on'] as const) : (['on', 'off'] as const)) {
+        const containers = await containersOf(docker, skiff.nodeId);
+        const before = cpuByPart(skiffPid, skiff.executorPid, containers);
+        const result = await generator.run({ kind: 'duration', target: target(`log-${mode}`), connections: CONNECTIONS, durationS: DURATION_S });
+        for (const [part, ms] of cpuByPart(skiffPid, skiff.executorPid, containers)) cpuMs[mode].set(part, (cpuMs[mode].get(part) ?? 0) + ms - (before.get(part) ?? 0));
+        runs[mode].push(result);
+        if (mode === 'on') okCallsOn += result.requests - result.errors - result.non2xx;
+        log(`logging ${mode} run ${run + 1}: ${Math.round(result.requestsPerSec)} req/s, p99 ${result.latencyUs.p99} µs`);
+      }
+    }
+    const rows: LoggingRow[] = (['off', 'on'] as const).map((mode) => ({
+      logging: mode,
+      requestsPerSec: spreadOf(runs[mode], (r) => Math.round(r.requestsPerSec)),
+      p50Us: spreadOf(runs[mode], (r) => r.latencyUs.p50),
+      p99Us: spreadOf(runs[mode], (r) => r.latencyUs.p99),
+      errors: runs[mode].reduce((n, r) => n + r.errors + r.non2xx, 0),
+      cpuMsPer1000Calls: Object.fromEntries(
+        [...cpuMs[mode]].map(([part, ms]) => [part, Number(((ms * 1000) / Math.max(1, runs[mode].reduce((n, r) => n + r.requests, 0))).toFixed(1))]),
+      ),
+      runs: runs[mode],
+    }));
+    const logRowsPrinted = okCallsOn * LOG_LINES_PER_CALL;
+    const logRowsStored = await storedLogRows(client, logRowsPrinted);
+    return { rows, logRowsStored, logRowsPrinted, cpu: [...runs.off, ...runs.on].map((r) => r.generator.cpuPercent) };
+  } finally {
+    await client.close();
+    await generator.close();
+    await skiff.stop();
+  }
+}
+
+/** Log rows written so far, once they reach `expected` or stop growing within LINES_SETTLE_MS. */
+async function storedLogRows(client: GatewayClient, expected: number): Promise<number> {
+  const deadline = Date.now() + LINES_SETTLE_MS;
+  let written = -1;
+  for (;;) {
+    const stats = await client.json<{ storage: StorageStats }>('GET', '/system/stats');
+    written = stats.storage.tables.logs.recordsWritten;
+    if (written >= expected || Date.now() > deadline) return written;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+}
+
+/** The p99 ratio on/off of a result. */
+export function p99Ratio(result: LoggingResult): number {
+  const off = result.rows.find((r) => r.logging === 'off')!;
+  const on = result.rows.find((r) => r.logging === 'on')!;
+  return Number((on.p99Us.median / off.p99Us.median).toFixed(3));
+}
+
+/** The table and the notes (verdict, CPU added per part, lines stored) of a result. */
+export function describeLogging(result: LoggingResult): { headers: string[]; rows: Array<Array<string | number>>; notes: string[] } {
+  const off = result.rows.find((r) => r.logging === 'off')!;
+  const on = result.rows.find((r) => r.logging === 'on')!;
+  const ratio = p99Ratio(result);
+  const headers = ['logging', 'req/s', 'p50 µs', 'p99 µs', 'errors', ...CPU_PARTS.map((p) => `${p} CPU ms/1k calls`)];
+  const rows = result.rows.map((r) => [r.logging, formatSpread(r.requestsPerSec), formatSpread(r.p50Us), formatSpread(r.p99Us), r.errors, ...CPU_PARTS.map((p) => r.cpuMsPer1000Calls[p] ?? 0)]);
+  const added = CPU_PARTS.map((p) => `${p} +${((on.cpuMsPer1000Calls[p] ?? 0) - (off.cpuMsPer1000Calls[p] ?? 0)).toFixed(0)}`).join(', ');
+  const notes = [
+    `warm p99 logging on / off: ${ratio} (goal ≤ ${GOAL_P99_RATIO}): ${ratio <= GOAL_P99_RATIO ? 'met' : 'NOT met'}`,
+    `logging on (${LOG_LINES_PER_CALL} lines per call) adds CPU ms per 1000 calls: ${added}`,
+    `logging on printed ${result.logRowsPrinted} lines (successful calls × ${LOG_LINES_PER_CALL}); storage wrote ${result.logRowsStored} log rows` +
+      (result.logRowsStored >= result.logRowsPrinted ? '' : ' — LINES MISSING'),
+  ];
+  return { headers, rows, notes };
+}
+
+async function main(): Promise<void> {
+  const loadBefore = os.loadavg().map((v) => v.toFixed(1)).join(' ');
+  const result = await loggingOnOff();
+  const { headers, rows, notes } = describeLogging(result);
+  process.stdout.write(`\n${renderTable(headers, rows)}\n\n`);
+  for (const note of notes) process.stdout.write(`${note}\n`);
+  const off = result.rows.find((r) => r.logging === 'off')!;
+  const file = writeResult({
+    scenario: 'logging-overhead',
+    settings: { durationS: DURATION_S, runs: RUNS, connections: CONNECTIONS, logLinesPerCall: LOG_LINES_PER_CALL },
+    baseline: 'logging off: the same function, deployed with LINES=0, printing nothing; runs interleaved with logging on',
+    generator: generatorCpu(result.cpu),
+    notes: [
+      ...notes,
+      `load average (1/5/15 min) ${loadBefore} at start, ${os.loadavg().map((v) => v.toFixed(1)).join(' ')} at end on ${os.availableParallelism()} cores`,
+      `warm-invoke on embedded chDB (skiff up's default), ${CONNECTIONS} connections, ${RUNS} interleaved runs of ${DURATION_S} s`,
+    ],
+    table: { headers, rows },
+    rows: result.rows.map(({ runs: _runs, ...row }) => ({ ...row, p99OverLoggingOff: Number((row.p99Us.median / off.p99Us.median).toFixed(3)) })),
+  });
+  log(`wrote ${file}`);
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`bench:logging failed: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  });
+}
