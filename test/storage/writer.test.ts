@@ -125,6 +125,29 @@ describe('TableWriter', () => {
     await w.close();
   });
 
+  it('hands a big batch to the encoder a slice per event-loop turn, and counts it as pending until queued', async () => {
+    const backend = fakeBackend();
+    const spool = await Spool.open(dir, 1 << 20, () => undefined);
+    const w = writer(backend, spool, { maxQueuedBatches: 4 });
+    const ids = Array.from({ length: 5000 }, (_, i) => `big-${i}`);
+    let turns = 0;
+    const ticker = setInterval(() => turns++, 0);
+    const durable = w.submit(ids.map(record));
+    const idle = w.whenIdle();
+    // Not queued yet: the slices are still being serialized, between other work.
+    expect(w.stats().queuedBatches).toBe(0);
+    await Promise.all([durable, idle]);
+    clearInterval(ticker);
+    expect(backend.landed.flat()).toEqual(ids);
+    expect(turns).toBeGreaterThan(0);
+    expect(w.stats()).toMatchObject({ recordsWritten: 5000, batchesWritten: 1, droppedRows: 0 });
+    // close() waits for a batch still being sliced.
+    const last = w.submit(ids.map((id) => record(`again-${id}`)));
+    await w.close();
+    await last;
+    expect(backend.landed.flat()).toHaveLength(10_000);
+  });
+
   it('spools a batch after its last failed attempt and keeps replaying with back-off until ClickHouse takes it', async () => {
     const backend = fakeBackend();
     backend.failWith = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:8123'), { code: 'ECONNREFUSED' });
