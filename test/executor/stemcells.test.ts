@@ -105,4 +105,17 @@ describe('executor lifecycle', () => {
     expect((await docker.listContainers({ all: true, filters: { label: [`${CONTAINER_LABELS.node}=${nodeId}`] } })).length).toBe(0);
     expect(before).toBeGreaterThanOrEqual(0);
   });
+
+  it('leaves no container behind when closed while its stem cells are still being made', async () => {
+    // Closing at different moments of the launches (directory, log socket, create, start): a
+    // removal that ran before the create must keep the launch from creating the container.
+    for (const delayMs of [0, 5, 20, 60]) {
+      const { executor, nodeId } = await harness.start({ stemCells: 3, maxStemCells: 3 });
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      await executor.close();
+      // Launches still running after close() resolved finish (or stop) within a moment.
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      expect(await containersOf(nodeId), `closed ${delayMs} ms after start`).toEqual([]);
+    }
+  });
 });
