@@ -5,7 +5,17 @@
  * inserts, retries and spools it). Nothing here waits on ClickHouse.
  */
 
-export interface BatcherOptions<T> {
+/**
+ * Turns rows into a compact form as they come, `rows` at a time, instead of holding every row of
+ * a batch as a JS object until it is sealed: rows held for a whole flush interval outlive the
+ * young generation, and the old-generation collections they cause pause the event loop.
+ */
+export interface BatcherStage<T, S> {
+  rows: number;
+  run(rows: T[]): S;
+}
+
+export interface BatcherOptions<T, S = never> {
   /** Table name, for logs. */
   name: string;
   maxBatchRows: number;
@@ -14,8 +24,13 @@ export interface BatcherOptions<T> {
   flushIntervalMs: number;
   /** Estimated encoded size of one row (cheap: no encoding on the event loop). */
   sizeOf(row: T): number;
-  /** Takes a sealed batch; resolves when it is durable (written or spooled); never rejects. */
-  submit(rows: T[]): Promise<void>;
+  /** Optional: stages full slices of pending rows as they arrive (see BatcherStage). */
+  stage?: BatcherStage<T, S>;
+  /**
+   * Takes a sealed batch: the slices staged so far (in order, `stagedRows` rows in all), then the
+   * rows not staged. Resolves when it is durable (written or spooled); never rejects.
+   */
+  submit(rows: T[], staged: S[], stagedRows: number): Promise<void>;
   /** Told when rows are pushed after close (they are dropped and counted). */
   onDrop(info: { table: string; rows: number; reason: 'closed' }): void;
 }
@@ -29,9 +44,11 @@ export interface BatcherStats {
 type BatcherState = 'open' | 'closing' | 'closed';
 
 /** Collects rows of one table into batches; owned by storage, closed with it. */
-export class Batcher<T> {
-  readonly #o: BatcherOptions<T>;
+export class Batcher<T, S = never> {
+  readonly #o: BatcherOptions<T, S>;
   #pending: T[] = [];
+  #staged: S[] = [];
+  #stagedRows = 0;
   #pendingBytes = 0;
   #timer: NodeJS.Timeout | undefined;
   /** Sealed batches not yet durable. */
@@ -40,7 +57,7 @@ export class Batcher<T> {
   #closed: Promise<void> | undefined;
   #droppedRows = 0;
 
-  constructor(options: BatcherOptions<T>) {
+  constructor(options: BatcherOptions<T, S>) {
     this.#o = options;
   }
 
@@ -52,13 +69,18 @@ export class Batcher<T> {
       this.#o.onDrop({ table: this.#o.name, rows: rows.length, reason: 'closed' });
       return;
     }
-    const { maxBatchRows, maxBatchBytes, sizeOf } = this.#o;
+    const { maxBatchRows, maxBatchBytes, sizeOf, stage } = this.#o;
     for (const row of rows) {
       this.#pending.push(row);
       this.#pendingBytes += sizeOf(row);
-      if (this.#pending.length >= maxBatchRows || this.#pendingBytes >= maxBatchBytes) this.#seal();
+      if (this.#stagedRows + this.#pending.length >= maxBatchRows || this.#pendingBytes >= maxBatchBytes) this.#seal();
+      else if (stage && this.#pending.length >= stage.rows) {
+        this.#staged.push(stage.run(this.#pending));
+        this.#stagedRows += this.#pending.length;
+        this.#pending = [];
+      }
     }
-    if (this.#pending.length > 0) this.#armTimer();
+    if (this.#pending.length > 0 || this.#stagedRows > 0) this.#armTimer();
   }
 
   /** Seals what is pending and resolves once every sealed batch is durable (in ClickHouse or the spool). */
@@ -79,16 +101,20 @@ export class Batcher<T> {
   }
 
   stats(): BatcherStats {
-    return { pendingRows: this.#pending.length, droppedRows: this.#droppedRows };
+    return { pendingRows: this.#stagedRows + this.#pending.length, droppedRows: this.#droppedRows };
   }
 
   #seal(): void {
     this.#clearTimer();
-    if (this.#pending.length === 0) return;
+    if (this.#pending.length === 0 && this.#stagedRows === 0) return;
     const batch = this.#pending;
+    const staged = this.#staged;
+    const stagedRows = this.#stagedRows;
     this.#pending = [];
+    this.#staged = [];
+    this.#stagedRows = 0;
     this.#pendingBytes = 0;
-    const durable = this.#o.submit(batch).finally(() => this.#outstanding.delete(durable));
+    const durable = this.#o.submit(batch, staged, stagedRows).finally(() => this.#outstanding.delete(durable));
     this.#outstanding.add(durable);
   }
 

@@ -12,7 +12,7 @@ import type { SkiffConfig } from '../config.ts';
 import type { Backend } from './backend.ts';
 import { Batcher } from './batcher.ts';
 import { openChdbBackend } from './chdb-backend.ts';
-import { Encoder } from './encoder.ts';
+import { Encoder, HAND_OFF_SYNC_MAX_ROWS, handOffRecords, type HandOff } from './encoder.ts';
 import { toStorageError } from './errors.ts';
 import { migrate } from './migrate.ts';
 import {
@@ -62,7 +62,7 @@ type BatchedTable = 'invocations' | 'logs' | 'container_events';
 const BATCHED_TABLES: readonly BatchedTable[] = ['invocations', 'logs', 'container_events'];
 
 interface Lane<T> {
-  batcher: Batcher<T>;
+  batcher: Batcher<T, HandOff>;
   writer: TableWriter;
 }
 
@@ -104,13 +104,14 @@ class ClickHouseStorage implements Storage {
         concurrency: WRITER_CONCURRENCY,
         compressInserts: options.backend === 'server' && !isLoopback(options.clickhouseUrl),
       });
-      const batcher = new Batcher<T>({
+      const batcher = new Batcher<T, HandOff>({
         name: table,
         maxBatchRows: options.maxBatchRows,
         maxBatchBytes: options.maxBatchBytes,
         flushIntervalMs: options.flushIntervalMs,
         sizeOf,
-        submit: (rows) => writer.submit(rows as unknown as RecordOf[TableName][]),
+        stage: { rows: HAND_OFF_SYNC_MAX_ROWS, run: (rows) => handOffRecords(table, rows as unknown as RecordOf[TableName][]) },
+        submit: (rows, staged, stagedRows) => writer.submitStaged(rows as unknown as RecordOf[TableName][], staged, stagedRows),
         onDrop: (info) => logger.error(info, 'storage dropped rows'),
       });
       return { batcher, writer };

@@ -114,6 +114,25 @@ export class TableWriter {
     });
   }
 
+  /**
+   * Takes a sealed batch whose first rows were handed off already, slice by slice as they came
+   * (`staged`, `stagedRows` rows in all: the batcher's stage), followed by `records`.
+   */
+  submitStaged(records: readonly RecordOf[TableName][], staged: readonly HandOff[], stagedRows: number): Promise<void> {
+    if (stagedRows === 0) return this.submit(records);
+    const batchId = newBatchId(this.#idPrefix, ++this.#seq);
+    const rows = stagedRows + records.length;
+    if (this.#state === 'closed') {
+      this.#stats.droppedRows += rows;
+      this.#o.logger.error({ table: this.#o.table, rows }, 'storage dropped rows submitted after close');
+      return Promise.resolve();
+    }
+    const chunks = staged.flatMap((slice) => slice.chunks);
+    // The rows not staged are fewer than a stage's slice: one hand-off in this turn.
+    if (records.length > 0) chunks.push(...handOffRecords(this.#o.table, records).chunks);
+    return this.#enqueue({ rows, chunks }, batchId);
+  }
+
   #enqueue(handOff: HandOff, batchId: string): Promise<void> {
     if (this.#o.spool.count(this.#o.table) > 0 || this.#queue.length >= this.#o.maxQueuedBatches) {
       return this.#spoolBatch(handOff, batchId);

@@ -31,6 +31,35 @@ afterEach(() => {
 });
 
 describe('Batcher', () => {
+  it('stages full slices as rows arrive and seals them, in order, with the rows not staged', async () => {
+    const batches: Array<{ staged: string[]; stagedRows: number; rows: number[] }> = [];
+    const slices: number[][] = [];
+    const batcher = new Batcher<number, string>({
+      name: 'staged',
+      maxBatchRows: 10,
+      maxBatchBytes: 1_000_000,
+      flushIntervalMs: 1000,
+      sizeOf: () => 1,
+      stage: { rows: 4, run: (rows) => (slices.push([...rows]), rows.join(',')) },
+      submit: async (rows, staged, stagedRows) => {
+        batches.push({ staged: [...staged], stagedRows, rows: [...rows] });
+      },
+      onDrop: () => {},
+    });
+    batcher.push([1, 2, 3, 4, 5]);
+    // Staged at once: the rows are no longer held as they were.
+    expect(slices).toEqual([[1, 2, 3, 4]]);
+    expect(batcher.stats().pendingRows).toBe(5);
+    batcher.push([6, 7, 8, 9, 10, 11]);
+    // The 10th row sealed the batch (two slices staged, two rows not), the 11th waits.
+    expect(batches).toEqual([{ staged: ['1,2,3,4', '5,6,7,8'], stagedRows: 8, rows: [9, 10] }]);
+    expect(batcher.stats().pendingRows).toBe(1);
+    batcher.push([12, 13, 14]);
+    await batcher.flush();
+    expect(batches[1]).toEqual({ staged: ['11,12,13,14'], stagedRows: 4, rows: [] });
+    expect(batcher.stats().pendingRows).toBe(0);
+  });
+
   it('seals a batch as soon as maxBatchRows rows are pending', () => {
     const h = harness();
     h.batcher.push([1, 2]);
