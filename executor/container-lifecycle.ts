@@ -114,8 +114,14 @@ export class ContainerLifecycle implements ContainerLauncher {
         : buildContainerSpec(container.deployed.spec, { ...place, codeDir: container.deployed.codeDir });
       const createdAt = performance.now();
       // Removed while its directory and log socket were being made: its teardown has already run
-      // and found no container, so none may be created now (it would be left behind).
-      if (container.signal.aborted) throw container.signal.reason;
+      // and found no container, so none may be created now (it would be left behind), and what
+      // this launch made since is its own to undo.
+      if (container.signal.aborted) {
+        logs.close();
+        this.#logs.delete(container);
+        await rm(container.iofsDir, { recursive: true, force: true }).catch(() => {});
+        throw container.signal.reason;
+      }
       // Not abortable: a removal racing the create waits for the id to delete the container.
       const creation = driver.create(spec).then((id) => {
         container.id = id;
@@ -154,12 +160,6 @@ export class ContainerLifecycle implements ContainerLauncher {
     } catch (err) {
       const error = toStartError(err);
       await this.destroy(container, { kind: 'crashed', detail: error.message, error });
-      if (container.id === '') {
-        // A teardown that ran before this launch got to the create missed what the launch made since.
-        this.#logs.get(container)?.close();
-        this.#logs.delete(container);
-        if (container.iofsDir !== '') await rm(container.iofsDir, { recursive: true, force: true }).catch(() => {});
-      }
       throw error;
     }
   }
@@ -186,12 +186,6 @@ export class ContainerLifecycle implements ContainerLauncher {
     } catch (err) {
       const error = toStartError(err);
       await this.destroy(container, { kind: 'crashed', detail: error.message, error });
-      if (container.id === '') {
-        // A teardown that ran before this launch got to the create missed what the launch made since.
-        this.#logs.get(container)?.close();
-        this.#logs.delete(container);
-        if (container.iofsDir !== '') await rm(container.iofsDir, { recursive: true, force: true }).catch(() => {});
-      }
       throw error;
     }
   }

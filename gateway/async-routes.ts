@@ -6,14 +6,12 @@
  * POST /system/async/status gives the state of many calls at once.
  * GET /system/invocations/:id consults the dispatcher through RouteDeps.asyncInvocation.
  */
-import { randomUUID } from 'node:crypto';
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import type { SkiffConfig } from '../config.ts';
 import { SkiffError, toSkiffError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { AsyncDispatcher } from './async/dispatcher.ts';
-import { headerBytes, openRequest, readBody, readHeaders, sendError, sendJson, type RequestContext } from './http.ts';
-import type { InvocationRequest } from './initiator.ts';
+import { EMPTY_BODY, headerBytes, invocationRequestOf, openRequest, readBody, sendError, sendJson, type RequestContext } from './http.ts';
 import type { FunctionRegistry } from './registry.ts';
 
 export interface AsyncRouteDeps {
@@ -24,13 +22,10 @@ export interface AsyncRouteDeps {
   registry?: Pick<FunctionRegistry, 'get' | 'reloadOnMiss'>;
 }
 
-/** Same rule as the sync route: a caller's X-Call-Id is kept when it is a sane token. */
-const CALL_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 const IDEMPOTENCY_KEY_MAX = 256;
 const DEAD_LETTER_LIST_MAX = 1000;
 const DEAD_LETTER_LIST_DEFAULT = 50;
 const STATUS_BATCH_MAX = 1000;
-const EMPTY_BODY = Buffer.alloc(0);
 
 /** Registers the async routes; call before the catch-all routes. */
 export function registerAsyncRoutes(app: TemplatedApp, deps: AsyncRouteDeps): void {
@@ -98,23 +93,8 @@ function retryAfter(err: SkiffError, deps: AsyncRouteDeps): Record<string, strin
 function handleSubmit(res: HttpResponse, req: HttpRequest, deps: AsyncRouteDeps): void {
   const ctx = openRequest(res);
   const receivedAtMs = Date.now();
-  const functionName = req.getParameter(0) ?? '';
-  const url = req.getUrl();
-  const prefixLength = '/async-function/'.length + functionName.length;
-  const headers = readHeaders(req);
-  const callerCallId = headers['x-call-id'];
-  const request: InvocationRequest = {
-    id: callerCallId !== undefined && CALL_ID_PATTERN.test(callerCallId) ? callerCallId : randomUUID(),
-    functionName,
-    method: req.getCaseSensitiveMethod(),
-    path: url.length > prefixLength ? url.slice(prefixLength) : '/',
-    query: req.getQuery() ?? '',
-    headers,
-    body: EMPTY_BODY,
-    traceparent: headers['traceparent'] ?? '',
-    receivedAtMs,
-    trigger: 'async',
-  };
+  const request = invocationRequestOf(req, '/async-function/', receivedAtMs, 'async');
+  const { functionName, headers } = request;
   // A refused submit is answered, then stored as a 'rejected' invocation (request bytes: what
   // was read of the body, 0 when the body itself was refused).
   const reject = (err: SkiffError): void => {

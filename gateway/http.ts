@@ -3,9 +3,11 @@
  * limit enforced while streaming, and large responses are written with tryEnd/onWritable so a
  * slow client applies backpressure instead of growing memory.
  */
+import { randomUUID } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { SkiffError } from '../errors.ts';
+import type { InvocationRequest } from './initiator.ts';
 
 /** Per-request state that outlives the uWS request object (which dies when the handler returns). */
 export interface RequestContext {
@@ -137,4 +139,33 @@ export function sendJson(ctx: RequestContext, status: number, value: unknown, he
 /** Answers a Skiff error as `{ error: { code, message } }`. */
 export function sendError(ctx: RequestContext, err: SkiffError, headers: Record<string, string> = {}): void {
   sendResponse(ctx, err.statusCode, { 'content-type': 'application/json', ...headers }, JSON.stringify(err.toJSON()));
+}
+
+/** A caller's X-Call-Id is kept when it is a sane token; otherwise the gateway makes one. */
+const CALL_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+export const EMPTY_BODY = Buffer.alloc(0);
+
+/**
+ * The invocation a call to `<routePrefix><name>[/<rest>]` asks for (sync /function/ or async
+ * /async-function/): the caller's X-Call-Id when sane, `/<rest>` as the function's path, the
+ * body still to be read (EMPTY_BODY until then).
+ */
+export function invocationRequestOf(req: HttpRequest, routePrefix: string, receivedAtMs: number, trigger: 'sync' | 'async'): InvocationRequest {
+  const functionName = req.getParameter(0) ?? '';
+  const url = req.getUrl();
+  const prefixLength = routePrefix.length + functionName.length;
+  const headers = readHeaders(req);
+  const callerCallId = headers['x-call-id'];
+  return {
+    id: callerCallId !== undefined && CALL_ID_PATTERN.test(callerCallId) ? callerCallId : randomUUID(),
+    functionName,
+    method: req.getCaseSensitiveMethod(),
+    path: url.length > prefixLength ? url.slice(prefixLength) : '/',
+    query: req.getQuery() ?? '',
+    headers,
+    body: EMPTY_BODY,
+    traceparent: headers['traceparent'] ?? '',
+    receivedAtMs,
+    trigger,
+  };
 }

@@ -2,15 +2,14 @@
  * HTTP routes of the gateway (OpenFaaS-compatible paths where OpenFaaS has them). Each handler
  * reads what it needs from the uWS request synchronously, then works on a RequestContext.
  */
-import { randomUUID } from 'node:crypto';
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import type { SkiffConfig } from '../config.ts';
 import { SkiffError, toSkiffError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { Storage } from '../storage/index.ts';
 import { describeDefinition, parseDeployRequest } from './definition.ts';
-import { headerBytes, openRequest, readBody, readHeaders, sendError, sendJson, sendResponse, type RequestContext } from './http.ts';
-import type { Initiator, InvocationRequest } from './initiator.ts';
+import { EMPTY_BODY, headerBytes, invocationRequestOf, openRequest, readBody, sendError, sendJson, sendResponse, type RequestContext } from './http.ts';
+import type { Initiator } from './initiator.ts';
 import { registerQueryRoutes } from './query-routes.ts';
 import type { FunctionRegistry } from './registry.ts';
 
@@ -23,9 +22,6 @@ export interface RouteDeps {
   /** The async journal's view of an invocation, consulted before storage (gateway/async-routes.ts). */
   asyncInvocation?: (id: string) => Promise<unknown>;
 }
-
-/** A caller's X-Call-Id is kept when it is a sane token; otherwise Skiff assigns one. */
-const CALL_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** Registers every route on the app. */
 export function registerRoutes(app: TemplatedApp, deps: RouteDeps): void {
@@ -105,22 +101,8 @@ function handleInvoke(res: HttpResponse, req: HttpRequest, deps: RouteDeps): voi
   const ctx = openRequest(res);
   const receivedAtMs = Date.now();
   const startedAt = performance.now();
-  const functionName = req.getParameter(0) ?? '';
-  const url = req.getUrl();
-  const prefixLength = '/function/'.length + functionName.length;
-  const headers = readHeaders(req);
-  const callerCallId = headers['x-call-id'];
-  const request: InvocationRequest = {
-    id: callerCallId !== undefined && CALL_ID_PATTERN.test(callerCallId) ? callerCallId : randomUUID(),
-    functionName,
-    method: req.getCaseSensitiveMethod(),
-    path: url.length > prefixLength ? url.slice(prefixLength) : '/',
-    query: req.getQuery() ?? '',
-    headers,
-    body: EMPTY_BODY,
-    traceparent: headers['traceparent'] ?? '',
-    receivedAtMs,
-  };
+  const request = invocationRequestOf(req, '/function/', receivedAtMs, 'sync');
+  const { functionName, headers } = request;
   const replyHeaders = (): Record<string, string> => ({
     'x-call-id': request.id,
     'x-duration-ms': (performance.now() - startedAt).toFixed(3),
@@ -151,4 +133,3 @@ function handleInvoke(res: HttpResponse, req: HttpRequest, deps: RouteDeps): voi
   );
 }
 
-const EMPTY_BODY = Buffer.alloc(0);

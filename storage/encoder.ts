@@ -17,11 +17,11 @@ import type { TableName } from './schema.ts';
  */
 const HAND_OFF_CHUNK_ROWS = 8192;
 /**
- * Rows serialized per turn of the event loop by handOffRecordsInSlices: ~1–2 ms of work, so a big
- * batch sealed under load does not stall every request for tens of ms at once (a 20k-row log
- * batch a second did, and it showed in the warm-invoke p99).
+ * Rows per slice the batchers stage as rows arrive (storage.ts): serializing one takes ~1–2 ms,
+ * and no row waits for a flush as a JS object (rows held for a whole flush interval outlive the
+ * young generation, and the old-generation collections they cause pause the event loop).
  */
-const HAND_OFF_SLICE_ROWS = 1024;
+export const HAND_OFF_STAGE_ROWS = 1024;
 
 /** A sealed batch on its way to the encoder worker: `rows` records as serialized chunks (handOffRecords). */
 export interface HandOff {
@@ -52,22 +52,6 @@ export function handOffRecords(table: TableName, records: readonly RecordOf[Tabl
   }
   return { rows: records.length, chunks };
 }
-
-/**
- * handOffRecords a slice at a time, yielding to the event loop between slices (setImmediate: I/O
- * callbacks run first). Each slice is its own chunk.
- */
-export async function handOffRecordsInSlices(table: TableName, records: readonly RecordOf[TableName][]): Promise<HandOff> {
-  const chunks: Uint8Array[] = [];
-  for (let start = 0; start < records.length; start += HAND_OFF_SLICE_ROWS) {
-    if (start > 0) await new Promise<void>((resolve) => setImmediate(resolve));
-    chunks.push(...handOffRecords(table, records.slice(start, start + HAND_OFF_SLICE_ROWS)).chunks);
-  }
-  return { rows: records.length, chunks };
-}
-
-/** Batches up to this many rows are handed off in one go (one slice's worth of work). */
-export const HAND_OFF_SYNC_MAX_ROWS = HAND_OFF_SLICE_ROWS;
 
 /** The chunks' memory, when each owns its whole ArrayBuffer (v8.serialize's do): moved to the worker, not copied. */
 function movable(chunks: readonly Uint8Array[]): ArrayBuffer[] {

@@ -12,7 +12,7 @@ import type { SkiffConfig } from '../config.ts';
 import type { Backend } from './backend.ts';
 import { Batcher } from './batcher.ts';
 import { openChdbBackend } from './chdb-backend.ts';
-import { Encoder, HAND_OFF_SYNC_MAX_ROWS, handOffRecords, type HandOff } from './encoder.ts';
+import { Encoder, HAND_OFF_STAGE_ROWS, handOffRecords, type HandOff } from './encoder.ts';
 import { toStorageError } from './errors.ts';
 import { migrate } from './migrate.ts';
 import {
@@ -110,7 +110,7 @@ class ClickHouseStorage implements Storage {
         maxBatchBytes: options.maxBatchBytes,
         flushIntervalMs: options.flushIntervalMs,
         sizeOf,
-        stage: { rows: HAND_OFF_SYNC_MAX_ROWS, run: (rows) => handOffRecords(table, rows as unknown as RecordOf[TableName][]) },
+        stage: { rows: HAND_OFF_STAGE_ROWS, run: (rows) => handOffRecords(table, rows as unknown as RecordOf[TableName][]) },
         submit: (rows, staged, stagedRows) => writer.submitStaged(rows as unknown as RecordOf[TableName][], staged, stagedRows),
         onDrop: (info) => logger.error(info, 'storage dropped rows'),
       });

@@ -14,7 +14,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Backend, EncodedBatch } from './backend.ts';
-import { HAND_OFF_SYNC_MAX_ROWS, handOffRecords, handOffRecordsInSlices, type Encoder, type HandOff } from './encoder.ts';
+import { handOffRecords, type Encoder, type HandOff } from './encoder.ts';
 import { classifyInsertError } from './errors.ts';
 import type { RecordOf } from './rows.ts';
 import type { TableName } from './schema.ts';
@@ -88,8 +88,6 @@ export class TableWriter {
   /** Back-off waits in progress; close() cuts them short. */
   readonly #wakers = new Set<() => void>();
   readonly #idleWaiters = new Set<() => void>();
-  /** Batches being serialized slice by slice (handOffRecordsInSlices), not yet queued. */
-  #handingOff = 0;
   readonly #stats = { recordsWritten: 0, batchesWritten: 0, retries: 0, batchesSpooled: 0, batchesReplayed: 0, deadLetteredRows: 0, deadLetteredBatches: 0, droppedRows: 0 };
 
   constructor(options: WriterOptions) {
@@ -105,13 +103,7 @@ export class TableWriter {
       this.#o.logger.error({ table: this.#o.table, rows: records.length }, 'storage dropped rows submitted after close');
       return Promise.resolve();
     }
-    if (records.length <= HAND_OFF_SYNC_MAX_ROWS) return this.#enqueue(handOffRecords(this.#o.table, records), batchId);
-    // A big batch is serialized a slice per event-loop turn; until then it counts as not idle.
-    this.#handingOff++;
-    return handOffRecordsInSlices(this.#o.table, records).then((handOff) => {
-      this.#handingOff--;
-      return this.#enqueue(handOff, batchId);
-    });
+    return this.#enqueue(handOffRecords(this.#o.table, records), batchId);
   }
 
   /**
@@ -128,7 +120,7 @@ export class TableWriter {
       return Promise.resolve();
     }
     const chunks = staged.flatMap((slice) => slice.chunks);
-    // The rows not staged are fewer than a stage's slice: one hand-off in this turn.
+    // The rows not staged are fewer than a stage's slice.
     if (records.length > 0) chunks.push(...handOffRecords(this.#o.table, records).chunks);
     return this.#enqueue({ rows, chunks }, batchId);
   }
@@ -178,7 +170,7 @@ export class TableWriter {
     for (const wake of [...this.#wakers]) wake();
     await new Promise<void>((resolve) => {
       const check = (): void => {
-        if (this.#queue.length === 0 && this.#active === 0 && this.#handingOff === 0) resolve();
+        if (this.#queue.length === 0 && this.#active === 0) resolve();
         else this.#idleWaiters.add(check);
       };
       check();
@@ -188,7 +180,7 @@ export class TableWriter {
   }
 
   #idle(): boolean {
-    return this.#queue.length === 0 && this.#active === 0 && this.#handingOff === 0 && !this.#replaying && this.#o.spool.count(this.#o.table) === 0;
+    return this.#queue.length === 0 && this.#active === 0 && !this.#replaying && this.#o.spool.count(this.#o.table) === 0;
   }
 
   #notifyIdle(): void {

@@ -21,6 +21,7 @@ import { encodeRows } from '../../storage/rows.ts';
 import { DEAD_LETTER_DIR, Spool } from '../../storage/spool.ts';
 import { frameSpoolFile } from '../../storage/spool-file.ts';
 import { TableWriter } from '../../storage/writer.ts';
+import { idsOf, SERVER_URL, serverQuery } from './helpers.ts';
 
 const NOW = 1_790_000_000_000;
 const record = (id: string, fn = 'f'): InvocationRecord => ({
@@ -61,12 +62,6 @@ async function plant(spoolDir: string, name: string, bytes: Uint8Array): Promise
 
 async function deadLetters(spoolDir: string): Promise<DeadLetter[]> {
   return (await readFile(path.join(spoolDir, DEAD_LETTER_FILE), 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as DeadLetter);
-}
-
-function idsOf(batch: EncodedBatch): string[] {
-  const text = (batch.gzip ? gunzipSync(batch.body) : Buffer.from(batch.body)).toString('utf8');
-  const at = batch.columns.indexOf('id');
-  return text.split('\n').filter((line) => line !== '').map((line) => line.split('\t')[at]);
 }
 
 interface FakeBackend extends Backend {
@@ -220,14 +215,8 @@ describe('TableWriter replay', () => {
 
 // ---------------------------------------------------------------- the real backends
 
-const SERVER_URL = 'http://127.0.0.1:8123';
 const repoRoot = path.resolve(import.meta.dirname, '../..');
 const runId = `${Date.now()}_${process.pid}`;
-
-async function serverQuery(sql: string): Promise<void> {
-  const res = await fetch(SERVER_URL, { method: 'POST', body: sql });
-  if (!res.ok) throw new Error(await res.text());
-}
 
 const BACKENDS = [
   { name: 'chdb' as const, clickhouseUrl: '' },

@@ -14,15 +14,10 @@ import type { ContainerEvent, LogLine } from '../../bus/messages.ts';
 import { SkiffError } from '../../errors.ts';
 import { DEAD_LETTER_FILE, openStorage, type DeadLetter, type InvocationRecord, type Storage, type StorageOptions, type StoredFunction } from '../../storage/index.ts';
 import { encodeRows } from '../../storage/rows.ts';
+import { SERVER_URL, serverQuery } from './helpers.ts';
 
-const SERVER_URL = 'http://127.0.0.1:8123';
 const repoRoot = path.resolve(import.meta.dirname, '../..');
 const runId = `${Date.now()}_${process.pid}`;
-
-async function serverQuery(sql: string): Promise<void> {
-  const res = await fetch(SERVER_URL, { method: 'POST', body: sql });
-  if (!res.ok) throw new Error(await res.text());
-}
 
 interface BackendCase {
   name: 'chdb' | 'server';

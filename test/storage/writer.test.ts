@@ -6,15 +6,15 @@
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { gunzipSync } from 'node:zlib';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Backend, EncodedBatch } from '../../storage/backend.ts';
+import type { Backend } from '../../storage/backend.ts';
 import { Encoder, handOffRecords } from '../../storage/encoder.ts';
 import type { InvocationRecord } from '../../storage/types.ts';
 import { Spool, type SpoolEntry } from '../../storage/spool.ts';
 import { openSpoolFile } from '../../storage/spool-file.ts';
 import { TableWriter } from '../../storage/writer.ts';
+import { idsOf } from './helpers.ts';
 
 interface FakeBackend extends Backend {
   /** ids of each insert that landed, in order */
@@ -25,14 +25,6 @@ interface FakeBackend extends Backend {
 }
 
 /** The invocation ids of a batch, in either format the writer may send. */
-function idsOf(batch: EncodedBatch): string[] {
-  const text = (batch.gzip ? gunzipSync(batch.body) : Buffer.from(batch.body)).toString('utf8');
-  const lines = text.split('\n').filter((line) => line !== '');
-  if (batch.format === 'JSONEachRow') return lines.map((line) => (JSON.parse(line) as { id: string }).id);
-  const at = batch.columns.indexOf('id');
-  return lines.map((line) => line.split('\t')[at]);
-}
-
 function fakeBackend(): FakeBackend {
   const fake: FakeBackend = {
     kind: 'server',
@@ -125,27 +117,19 @@ describe('TableWriter', () => {
     await w.close();
   });
 
-  it('hands a big batch to the encoder a slice per event-loop turn, and counts it as pending until queued', async () => {
+  it('writes a batch staged slice by slice, then its tail, as one batch in order', async () => {
     const backend = fakeBackend();
     const spool = await Spool.open(dir, 1 << 20, () => undefined);
     const w = writer(backend, spool, { maxQueuedBatches: 4 });
-    const ids = Array.from({ length: 5000 }, (_, i) => `big-${i}`);
-    let turns = 0;
-    const ticker = setInterval(() => turns++, 0);
-    const durable = w.submit(ids.map(record));
-    const idle = w.whenIdle();
-    // Not queued yet: the slices are still being serialized, between other work.
-    expect(w.stats().queuedBatches).toBe(0);
-    await Promise.all([durable, idle]);
-    clearInterval(ticker);
-    expect(backend.landed.flat()).toEqual(ids);
-    expect(turns).toBeGreaterThan(0);
-    expect(w.stats()).toMatchObject({ recordsWritten: 5000, batchesWritten: 1, droppedRows: 0 });
-    // close() waits for a batch still being sliced.
-    const last = w.submit(ids.map((id) => record(`again-${id}`)));
+    const ids = Array.from({ length: 2500 }, (_, i) => `staged-${i}`);
+    const slices = [ids.slice(0, 1024), ids.slice(1024, 2048)].map((slice) => handOffRecords('invocations', slice.map(record)));
+    await w.submitStaged(ids.slice(2048).map(record), slices, 2048);
+    expect(backend.landed).toEqual([ids]);
+    expect(w.stats()).toMatchObject({ recordsWritten: 2500, batchesWritten: 1, droppedRows: 0 });
     await w.close();
-    await last;
-    expect(backend.landed.flat()).toHaveLength(10_000);
+    // After close every row of a staged batch is counted as dropped, never lost silently.
+    await w.submitStaged([record('late')], [handOffRecords('invocations', [record('late-staged')])], 1);
+    expect(w.stats().droppedRows).toBe(2);
   });
 
   it('spools a batch after its last failed attempt and keeps replaying with back-off until ClickHouse takes it', async () => {
