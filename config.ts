@@ -17,6 +17,8 @@ const zmqEndpoint = (name: string) =>
   z.string().regex(/^(tcp|ipc|inproc):\/\/.+/, `${name} must be a ZeroMQ endpoint such as tcp://127.0.0.1:7100`);
 
 const MB = 1024 * 1024;
+/** The longest log line executor.maxLogLineBytes may allow: storage's longest stored line (storage MAX_STORED_LOG_LINE_CHARS; a test keeps them equal). */
+export const MAX_LOG_LINE_BYTES = 64 * 1024;
 
 /** A z85 CURVE key (40 characters) or '' for none; `skiff keygen` makes them. */
 const curveKey = (name: string) =>
@@ -82,7 +84,7 @@ export const DEFAULTS = {
     /** How long a cold container may take to open its listener. */
     startTimeoutMs: 10_000,
     maxResponseBytes: 6 * MB,
-    /** Log lines longer than this are cut and marked truncated. */
+    /** Log lines longer than this are cut and marked truncated (at most 65536: storage's longest line). */
     maxLogLineBytes: 4096,
     /** Sum of container memory limits this node may hold; 0: half of the machine's memory. */
     memoryBudgetMb: 0,
@@ -234,7 +236,8 @@ const configSchema = z.strictObject({
     idleTimeoutMs: positiveInt('executor.idleTimeoutMs'),
     startTimeoutMs: positiveInt('executor.startTimeoutMs'),
     maxResponseBytes: positiveInt('executor.maxResponseBytes'),
-    maxLogLineBytes: positiveInt('executor.maxLogLineBytes'),
+    // Executors write log rows storage takes as they are: no line may outgrow what storage keeps.
+    maxLogLineBytes: positiveInt('executor.maxLogLineBytes').max(MAX_LOG_LINE_BYTES, `executor.maxLogLineBytes must be at most ${MAX_LOG_LINE_BYTES} (storage's longest line)`),
     memoryBudgetMb: nonNegativeInt('executor.memoryBudgetMb', "0: half of the machine's memory"),
     stemCells: nonNegativeInt('executor.stemCells', '0: no stem cells'),
     maxStemCells: nonNegativeInt('executor.maxStemCells', 'at least executor.stemCells'),

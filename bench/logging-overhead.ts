@@ -2,12 +2,20 @@
  * Logging overhead benchmark (`npm run bench:logging`): warm-invoke p99 with logging on vs off.
  * A real `skiff up` (its own processes), one function deployed twice — printing
  * LOG_LINES_PER_CALL lines per call, and printing nothing — loaded in turn by the load generator
- * (its own process), runs interleaved (off/on, then on/off, ...) so machine load hits both alike;
- * medians of the runs. CPU of every part (gateway+storage, executor, dockerd, containerd, the
- * function containers) is read from /proc around each run: where a log line's cost goes. After
- * the runs it waits until storage holds every line printed, so a path that drops lines fails.
+ * (its own process), in two ways:
+ * - saturated: closed loop on BENCH_CONNECTIONS connections, as fast as the machine goes. Every
+ *   part shares the same cores, so p99 here follows the CPU a call costs: it measures what
+ *   logging takes from capacity. CPU of every part (gateway+storage, executor, dockerd,
+ *   containerd, the function containers) is read from /proc around each run: where a line's cost goes.
+ * - fixed rate: open loop at BENCH_FIXED_RATE_PERCENT of the logging-off saturated throughput,
+ *   each call sent at its time: the latency a call sees when the platform is not overloaded.
+ * Runs are interleaved (off/on, then on/off, ...) so machine load hits both alike. Each figure is
+ * the median of the runs; the verdict's ratio is the median of the per-round ratios (on / off of
+ * the same round: on a machine whose speed drifts, a round's two runs share its conditions),
+ * printed beside the ratio of the medians. After the runs it waits until storage holds every line
+ * printed, so a path that drops lines fails.
  *
- * Knobs: BENCH_DURATION_S (5), BENCH_RUNS (3), BENCH_CONNECTIONS (16).
+ * Knobs: BENCH_DURATION_S (4), BENCH_RUNS (8), BENCH_CONNECTIONS (16), BENCH_FIXED_RATE_PERCENT (50).
  * Writes bench/results/logging-overhead.json. bench/ingest.ts runs the same part (loggingOnOff).
  */
 import { readdirSync, readFileSync } from 'node:fs';
@@ -20,15 +28,20 @@ import { packFunctionDir } from '../cli/pack.ts';
 import { renderTable } from '../cli/table.ts';
 import type { StorageStats } from '../storage/index.ts';
 import { knobInt } from './knobs.ts';
-import { LoadGenerator, type DurationResult } from './load.ts';
+import { LoadGenerator, type DurationResult, type ScheduleResult } from './load.ts';
 import { generatorCpu, writeResult } from './results.ts';
 import { GatewayClient, logger, startSkiff } from './skiff.ts';
-import { formatSpread, spreadOf, type Spread } from './stats.ts';
+import { formatSpread, spread, spreadOf, type Spread } from './stats.ts';
 
-const DURATION_S = knobInt('BENCH_DURATION_S', 5);
-const RUNS = knobInt('BENCH_RUNS', 3);
+const DURATION_S = knobInt('BENCH_DURATION_S', 4);
+const RUNS = knobInt('BENCH_RUNS', 8);
 const CONNECTIONS = knobInt('BENCH_CONNECTIONS', 16);
+const FIXED_RATE_PERCENT = knobInt('BENCH_FIXED_RATE_PERCENT', 50);
+/** A fixed-rate call that takes longer than this counts as an error. */
+const FIXED_RATE_TIMEOUT_MS = 10_000;
 export const LOG_LINES_PER_CALL = 10;
+/** The knobs this run took, for result files. */
+export const LOGGING_SETTINGS = { durationS: DURATION_S, runs: RUNS, connections: CONNECTIONS, fixedRatePercent: FIXED_RATE_PERCENT, logLinesPerCall: LOG_LINES_PER_CALL } as const;
 export const GOAL_P99_RATIO = 1.1;
 const WARM_UP_S = 1;
 /** How long storage may take to hold every printed line after the last run (batched writes). */
@@ -57,8 +70,23 @@ export interface LoggingRow {
   runs: DurationResult[];
 }
 
+/** The fixed-rate runs of one mode. */
+export interface FixedRateRow {
+  logging: 'off' | 'on';
+  requestsPerSec: number;
+  p50Us: Spread;
+  p99Us: Spread;
+  errors: number;
+  runs: ScheduleResult[];
+}
+
 export interface LoggingResult {
   rows: LoggingRow[];
+  /** Median over rounds of (on p99 / off p99) of the same round, saturated. */
+  pairedP99Ratio: number;
+  fixedRate: FixedRateRow[];
+  /** Median over rounds of (on p99 / off p99) of the same round, at the fixed rate. */
+  fixedRatePairedP99Ratio: number;
   /** Log rows storage wrote, and how many the calls with logging on printed. */
   logRowsStored: number;
   logRowsPrinted: number;
@@ -158,9 +186,38 @@ export async function loggingOnOff(): Promise<LoggingResult> {
       ),
       runs: runs[mode],
     }));
+    // Open loop at a share of what the platform sustains with logging off.
+    const rate = Math.max(1, Math.round((rows[0].requestsPerSec.median * FIXED_RATE_PERCENT) / 100));
+    const calls = Array.from({ length: rate * DURATION_S }, (_, i) => ({ atMs: (i * 1000) / rate, path: '' }));
+    const fixedRuns: Record<'off' | 'on', ScheduleResult[]> = { off: [], on: [] };
+    for (let run = 0; run < RUNS; run++) {
+      for (const mode of run % 2 === 0 ? (['off', 'on'] as const) : (['on', 'off'] as const)) {
+        const { url, headers, body } = target(`log-${mode}`);
+        const result = await generator.run({ kind: 'schedule', baseUrl: url, method: 'POST', headers, body, calls, timeoutMs: FIXED_RATE_TIMEOUT_MS });
+        fixedRuns[mode].push(result);
+        if (mode === 'on') okCallsOn += Object.entries(result.statuses).reduce((n, [status, count]) => n + (status.startsWith('2') ? count : 0), 0);
+        log(`logging ${mode} at ${rate} calls/s, run ${run + 1}: p50 ${result.latencyUs.p50} µs, p99 ${result.latencyUs.p99} µs, sent up to ${result.maxSendLagMs} ms late`);
+      }
+    }
+    const fixedRate: FixedRateRow[] = (['off', 'on'] as const).map((mode) => ({
+      logging: mode,
+      requestsPerSec: rate,
+      p50Us: spreadOf(fixedRuns[mode], (r) => r.latencyUs.p50),
+      p99Us: spreadOf(fixedRuns[mode], (r) => r.latencyUs.p99),
+      errors: fixedRuns[mode].reduce((n, r) => n + r.errors + Object.entries(r.statuses).reduce((m, [status, count]) => m + (status.startsWith('2') ? 0 : count), 0), 0),
+      runs: fixedRuns[mode],
+    }));
     const logRowsPrinted = okCallsOn * LOG_LINES_PER_CALL;
     const logRowsStored = await storedLogRows(client, logRowsPrinted);
-    return { rows, logRowsStored, logRowsPrinted, cpu: [...runs.off, ...runs.on].map((r) => r.generator.cpuPercent) };
+    return {
+      rows,
+      pairedP99Ratio: pairedRatio(runs.off.map((r) => r.latencyUs.p99), runs.on.map((r) => r.latencyUs.p99)),
+      fixedRate,
+      fixedRatePairedP99Ratio: pairedRatio(fixedRuns.off.map((r) => r.latencyUs.p99), fixedRuns.on.map((r) => r.latencyUs.p99)),
+      logRowsStored,
+      logRowsPrinted,
+      cpu: [...runs.off, ...runs.on, ...fixedRuns.off, ...fixedRuns.on].map((r) => r.generator.cpuPercent),
+    };
   } finally {
     await client.close();
     await generator.close();
@@ -180,23 +237,33 @@ async function storedLogRows(client: GatewayClient, expected: number): Promise<n
   }
 }
 
-/** The p99 ratio on/off of a result. */
-export function p99Ratio(result: LoggingResult): number {
-  const off = result.rows.find((r) => r.logging === 'off')!;
-  const on = result.rows.find((r) => r.logging === 'on')!;
-  return Number((on.p99Us.median / off.p99Us.median).toFixed(3));
+/** The median over rounds of on[i] / off[i] (3 decimals). */
+export function pairedRatio(off: readonly number[], on: readonly number[]): number {
+  const ratios = off.map((o, i) => on[i] / o).filter((r) => Number.isFinite(r));
+  return Number(spread(ratios).median.toFixed(3));
 }
 
-/** The table and the notes (verdict, CPU added per part, lines stored) of a result. */
+/** on / off of two medians (3 decimals). */
+function medianRatio(off: Spread, on: Spread): number {
+  return Number((on.median / off.median).toFixed(3));
+}
+
+/** The table (saturated and fixed-rate rows) and the notes (verdicts, CPU added per part, lines stored) of a result. */
 export function describeLogging(result: LoggingResult): { headers: string[]; rows: Array<Array<string | number>>; notes: string[] } {
   const off = result.rows.find((r) => r.logging === 'off')!;
   const on = result.rows.find((r) => r.logging === 'on')!;
-  const ratio = p99Ratio(result);
-  const headers = ['logging', 'req/s', 'p50 µs', 'p99 µs', 'errors', ...CPU_PARTS.map((p) => `${p} CPU ms/1k calls`)];
-  const rows = result.rows.map((r) => [r.logging, formatSpread(r.requestsPerSec), formatSpread(r.p50Us), formatSpread(r.p99Us), r.errors, ...CPU_PARTS.map((p) => r.cpuMsPer1000Calls[p] ?? 0)]);
+  const fixedOff = result.fixedRate.find((r) => r.logging === 'off')!;
+  const fixedOn = result.fixedRate.find((r) => r.logging === 'on')!;
+  const headers = ['load', 'logging', 'req/s', 'p50 µs', 'p99 µs', 'errors', ...CPU_PARTS.map((p) => `${p} CPU ms/1k calls`)];
+  const rows = [
+    ...result.rows.map((r) => [`saturated, ${CONNECTIONS} connections`, r.logging, formatSpread(r.requestsPerSec), formatSpread(r.p50Us), formatSpread(r.p99Us), r.errors, ...CPU_PARTS.map((p) => r.cpuMsPer1000Calls[p] ?? 0)]),
+    ...result.fixedRate.map((r) => [`fixed rate`, r.logging, r.requestsPerSec, formatSpread(r.p50Us), formatSpread(r.p99Us), r.errors, ...CPU_PARTS.map(() => '')]),
+  ];
   const added = CPU_PARTS.map((p) => `${p} +${((on.cpuMsPer1000Calls[p] ?? 0) - (off.cpuMsPer1000Calls[p] ?? 0)).toFixed(0)}`).join(', ');
+  const verdict = (ratio: number) => `${ratio <= GOAL_P99_RATIO ? 'met' : 'NOT met'}`;
   const notes = [
-    `warm p99 logging on / off: ${ratio} (goal ≤ ${GOAL_P99_RATIO}): ${ratio <= GOAL_P99_RATIO ? 'met' : 'NOT met'}`,
+    `warm p99 logging on / off at a fixed ${fixedOff.requestsPerSec} calls/s (${FIXED_RATE_PERCENT} % of saturated throughput): ${result.fixedRatePairedP99Ratio} (median of per-round ratios; ratio of medians ${medianRatio(fixedOff.p99Us, fixedOn.p99Us)}) (goal ≤ ${GOAL_P99_RATIO}): ${verdict(result.fixedRatePairedP99Ratio)}`,
+    `warm p99 logging on / off saturated (closed loop, ${CONNECTIONS} connections): ${result.pairedP99Ratio} (median of per-round ratios; ratio of medians ${medianRatio(off.p99Us, on.p99Us)}) (goal ≤ ${GOAL_P99_RATIO}): ${verdict(result.pairedP99Ratio)}; throughput on / off ${medianRatio(off.requestsPerSec, on.requestsPerSec)}`,
     `logging on (${LOG_LINES_PER_CALL} lines per call) adds CPU ms per 1000 calls: ${added}`,
     `logging on printed ${result.logRowsPrinted} lines (successful calls × ${LOG_LINES_PER_CALL}); storage wrote ${result.logRowsStored} log rows` +
       (result.logRowsStored >= result.logRowsPrinted ? '' : ' — LINES MISSING'),
@@ -211,18 +278,22 @@ async function main(): Promise<void> {
   process.stdout.write(`\n${renderTable(headers, rows)}\n\n`);
   for (const note of notes) process.stdout.write(`${note}\n`);
   const off = result.rows.find((r) => r.logging === 'off')!;
+  const fixedOff = result.fixedRate.find((r) => r.logging === 'off')!;
   const file = writeResult({
     scenario: 'logging-overhead',
-    settings: { durationS: DURATION_S, runs: RUNS, connections: CONNECTIONS, logLinesPerCall: LOG_LINES_PER_CALL },
+    settings: LOGGING_SETTINGS,
     baseline: 'logging off: the same function, deployed with LINES=0, printing nothing; runs interleaved with logging on',
     generator: generatorCpu(result.cpu),
     notes: [
       ...notes,
       `load average (1/5/15 min) ${loadBefore} at start, ${os.loadavg().map((v) => v.toFixed(1)).join(' ')} at end on ${os.availableParallelism()} cores`,
-      `warm-invoke on embedded chDB (skiff up's default), ${CONNECTIONS} connections, ${RUNS} interleaved runs of ${DURATION_S} s`,
+      `warm-invoke on embedded chDB (skiff up's default); ${RUNS} interleaved rounds of ${DURATION_S} s saturated (${CONNECTIONS} connections), then ${RUNS} at ${fixedOff.requestsPerSec} calls/s`,
     ],
     table: { headers, rows },
-    rows: result.rows.map(({ runs: _runs, ...row }) => ({ ...row, p99OverLoggingOff: Number((row.p99Us.median / off.p99Us.median).toFixed(3)) })),
+    rows: [
+      ...result.rows.map(({ runs: _runs, ...row }) => ({ load: 'saturated' as const, ...row, p99OverLoggingOff: medianRatio(off.p99Us, row.p99Us), pairedP99Ratio: result.pairedP99Ratio })),
+      ...result.fixedRate.map(({ runs: _runs, ...row }) => ({ load: 'fixed-rate' as const, ...row, p99OverLoggingOff: medianRatio(fixedOff.p99Us, row.p99Us), pairedP99Ratio: result.fixedRatePairedP99Ratio })),
+    ],
   });
   log(`wrote ${file}`);
 }

@@ -131,8 +131,12 @@ export interface LogLine {
   truncated: boolean;
 }
 
+/**
+ * Executor → gateway: log lines. The body is the rows themselves, TabSeparated, in `columns`
+ * (bus/log-rows.ts: LogRowEncoder writes them, the gateway's storage takes them as they are).
+ */
 export interface LogsHeader {
-  lines: LogLine[];
+  columns: string[];
 }
 
 export type ContainerEventKind = 'created' | 'started' | 'ready' | 'specialized' | 'paused' | 'evicted' | 'removed' | 'crashed' | 'killed';

@@ -39,7 +39,7 @@ export const LOG_SOCKET_FILE = 'log.sock';
 const FRAME_HEADER_BYTES = 6;
 const FRAME_STDOUT = 1;
 const FRAME_STDERR = 2;
-/** The call's response is sent: end its partial lines. */
+/** The call's response is sent: end its partial lines (sent only for a call that left one). */
 const FRAME_CALL_END = 3;
 /** The log socket is for the container's bootstrap: more connections than this are refused. */
 const MAX_LOG_CONNECTIONS = 4;
@@ -97,6 +97,11 @@ export class LineSplitter {
       }
       start = end + 1;
     }
+  }
+
+  /** Holds no part of a line: nothing to end. */
+  get idle(): boolean {
+    return this.#pendingBytes === 0 && !this.#discarding;
   }
 
   /** Emits a last line without a newline, if any. */
@@ -193,8 +198,20 @@ export class LogFrameReader {
       this.#splitter().push(chunk.subarray(at, at + take));
       at += take;
       this.#remaining -= take;
-      if (this.#remaining === 0) this.#remaining = -1;
+      if (this.#remaining === 0) {
+        this.#remaining = -1;
+        this.#forgetIfIdle();
+      }
     }
+  }
+
+  /**
+   * After a frame: a call whose lines all ended is forgotten at once. The bootstrap sends a
+   * call-end frame only for a call it left with an unended line, so this is how most calls go.
+   */
+  #forgetIfIdle(): void {
+    const streams = this.#calls.get(this.#callId);
+    if (streams && (streams.stdout?.idle ?? true) && (streams.stderr?.idle ?? true)) this.#calls.delete(this.#callId);
   }
 
   /** Emits every partial line left (the connection ended). */

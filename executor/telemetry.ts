@@ -2,9 +2,12 @@
  * Batches log lines (LOGS) and container events (EVENTS) per gateway connection: a batch leaves
  * every FLUSH_INTERVAL_MS, or at once when it reaches MAX_BATCH_LINES. Each line and event goes
  * to the gateway of the invocation it belongs to, which records it.
+ * Hot path (line): a line becomes its storage row text at once (bus/log-rows.ts), so a batch is
+ * a list of strings joined into the LOGS body once, with nothing per line left to encode.
  */
+import { randomBytes } from 'node:crypto';
 import diagnostics from 'node:diagnostics_channel';
-import { MessageType, type ContainerEvent, type ContainerEventKind, type HeaderOf, type LogLine } from '../bus/index.ts';
+import { LOG_ROW_COLUMNS, LogRowEncoder, MessageType, type ContainerEvent, type ContainerEventKind, type HeaderOf, type LogLine, type LogsHeader } from '../bus/index.ts';
 
 const FLUSH_INTERVAL_MS = 100;
 const MAX_BATCH_LINES = 500;
@@ -21,13 +24,19 @@ export function containerEventChannel(kind: ContainerEventKind): string {
 }
 
 interface Batch {
-  lines: LogLine[];
+  /** Rows of the LOGS body, each with its newline. */
+  lines: string[];
   events: ContainerEvent[];
 }
+
+const LOGS_HEADER: LogsHeader = { columns: [...LOG_ROW_COLUMNS] };
+/** Bytes of random id prefix: line ids stay unique across executors and restarts. */
+const LINE_ID_PREFIX_BYTES = 6;
 
 export class TelemetryBatcher {
   readonly #batches = new Map<TelemetryRoute, Batch>();
   readonly #timer: NodeJS.Timeout;
+  readonly #rows = new LogRowEncoder(randomBytes(LINE_ID_PREFIX_BYTES).toString('hex'));
   /** Lines/events a full bus queue refused. */
   dropped = 0;
 
@@ -47,7 +56,7 @@ export class TelemetryBatcher {
 
   line(route: TelemetryRoute, line: LogLine): void {
     const batch = this.#batch(route);
-    batch.lines.push(line);
+    batch.lines.push(this.#rows.encode(line));
     if (batch.lines.length >= MAX_BATCH_LINES) this.#flushLines(route, batch);
   }
 
@@ -65,7 +74,7 @@ export class TelemetryBatcher {
     if (batch.lines.length === 0) return;
     const lines = batch.lines;
     batch.lines = [];
-    if (!route.send(MessageType.LOGS, { lines })) this.dropped += lines.length;
+    if (!route.send(MessageType.LOGS, LOGS_HEADER, Buffer.from(lines.join(''), 'utf8'))) this.dropped += lines.length;
   }
 
   #flushEvents(route: TelemetryRoute, batch: Batch): void {

@@ -307,7 +307,7 @@ export class Initiator {
         this.#onResult(peer, message.header, message.body);
         return;
       case MessageType.LOGS:
-        this.#storage.recordLogs(message.header.lines);
+        this.#storage.recordLogRows(message.header.columns, message.body);
         return;
       case MessageType.EVENTS:
         this.#storage.recordContainerEvents(message.header.events);

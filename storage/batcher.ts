@@ -83,6 +83,25 @@ export class Batcher<T, S = never> {
     if (this.#pending.length > 0 || this.#stagedRows > 0) this.#armTimer();
   }
 
+  /**
+   * Queues a slice staged elsewhere (rows already in the stage's form, e.g. encoded by their
+   * sender): `rows` rows of about `bytes` encoded bytes. A batch it fills is sealed with it whole,
+   * so a batch may exceed maxBatchRows by one slice. Never throws, never waits.
+   */
+  pushStaged(slice: S, rows: number, bytes: number): void {
+    if (rows === 0) return;
+    if (this.#state !== 'open') {
+      this.#droppedRows += rows;
+      this.#o.onDrop({ table: this.#o.name, rows, reason: 'closed' });
+      return;
+    }
+    this.#staged.push(slice);
+    this.#stagedRows += rows;
+    this.#pendingBytes += bytes;
+    if (this.#stagedRows + this.#pending.length >= this.#o.maxBatchRows || this.#pendingBytes >= this.#o.maxBatchBytes) this.#seal();
+    else this.#armTimer();
+  }
+
   /** Seals what is pending and resolves once every sealed batch is durable (in ClickHouse or the spool). */
   async flush(): Promise<void> {
     this.#seal();

@@ -7,7 +7,8 @@
  * in the table's schema columns: ClickHouse 18.16 parses that with about two thirds of the CPU of
  * JSONEachRow and as cheaply as RowBinary, and chDB takes it as raw bytes (it takes no binary
  * format that way). Each chunk becomes one string and one Buffer: no per-row Buffer writes. A
- * row no codec can read is refused here with its error rather than sent. Loaded through
+ * row no codec can read is refused here with its error rather than sent. Rows that came already
+ * encoded (LOGS bodies, bus/log-rows.ts) are appended as they are. Loaded through
  * encode-worker.mjs (registers tsx).
  */
 import { deserialize } from 'node:v8';
@@ -111,6 +112,11 @@ function encode(table: TableName, handOff: HandOff, gzip: boolean): EncodeReply 
     const encoded = encodeChunk(table, chunk, refused);
     texts.push(encoded.text);
     rows += encoded.rows;
+  }
+  // Already in the table's columns (storage.ts checked them when they came): as they are.
+  for (const { body, rows: bodyRows } of handOff.encoded) {
+    texts.push(Buffer.from(body.buffer, body.byteOffset, body.byteLength));
+    rows += bodyRows;
   }
   if (rows + refused.length !== handOff.rows) throw new TypeError(`a hand-off of ${handOff.rows} ${table} rows held ${rows + refused.length}`);
   const raw = texts.length === 1 ? texts[0] : Buffer.concat(texts);

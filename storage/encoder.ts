@@ -23,10 +23,20 @@ const HAND_OFF_CHUNK_ROWS = 8192;
  */
 export const HAND_OFF_STAGE_ROWS = 1024;
 
-/** A sealed batch on its way to the encoder worker: `rows` records as serialized chunks (handOffRecords). */
+/** Rows that reached storage already TabSeparated in the table's columns (LOGS bodies): inserted as they are. */
+export interface EncodedRows {
+  body: Uint8Array;
+  rows: number;
+}
+
+/**
+ * A sealed batch on its way to the encoder worker: `rows` rows in all, as serialized record
+ * chunks (handOffRecords) and rows already encoded.
+ */
 export interface HandOff {
   rows: number;
   chunks: Uint8Array[];
+  encoded: EncodedRows[];
 }
 
 /**
@@ -50,7 +60,7 @@ export function handOffRecords(table: TableName, records: readonly RecordOf[Tabl
     }
     chunks.push(serialize(fields));
   }
-  return { rows: records.length, chunks };
+  return { rows: records.length, chunks, encoded: [] };
 }
 
 /** The chunks' memory, when each owns its whole ArrayBuffer (v8.serialize's do): moved to the worker, not copied. */

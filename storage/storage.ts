@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
-import type { ContainerEvent, LogLine } from '../bus/messages.ts';
+import { countLogRows, type ContainerEvent, type LogLine } from '../bus/index.ts';
 import type { SkiffConfig } from '../config.ts';
 import type { Backend } from './backend.ts';
 import { Batcher } from './batcher.ts';
@@ -27,7 +27,7 @@ import {
   writeProbeSql,
 } from './queries.ts';
 import type { RecordOf, Row, StoredContainerEvent, StoredLogLine } from './rows.ts';
-import type { TableName } from './schema.ts';
+import { columnNames, type TableName } from './schema.ts';
 import { openServerBackend } from './server-backend.ts';
 import { Spool } from './spool.ts';
 import type {
@@ -57,6 +57,18 @@ const DEFAULT_REPLAY_MAX_ATTEMPTS = 10;
 const WRITER_CONCURRENCY = 2;
 /** Size estimates per row (bytes of JSON besides the variable strings), for maxBatchBytes. */
 const ROW_OVERHEAD_BYTES = { invocations: 480, logs: 200, container_events: 220 } as const;
+
+const LOG_COLUMNS = columnNames('logs');
+
+/** Why encoded log rows cannot be queued as they are, or '' when they can. */
+function logRowsProblem(columns: readonly string[], body: Buffer): string {
+  if (!Array.isArray(columns)) return 'log rows without their column list';
+  if (columns.length !== LOG_COLUMNS.length || columns.some((c, i) => c !== LOG_COLUMNS[i])) {
+    return `log rows in columns (${columns.join(', ')}) where the logs table has (${LOG_COLUMNS.join(', ')})`;
+  }
+  if (body.length > 0 && body[body.length - 1] !== 0x0a) return 'log rows whose last one has no newline';
+  return '';
+}
 
 type BatchedTable = 'invocations' | 'logs' | 'container_events';
 const BATCHED_TABLES: readonly BatchedTable[] = ['invocations', 'logs', 'container_events'];
@@ -160,6 +172,20 @@ class ClickHouseStorage implements Storage {
       );
     } catch (err) {
       this.#logger.error({ err }, 'storage could not queue log lines');
+    }
+  }
+
+  recordLogRows(columns: readonly string[], body: Buffer): void {
+    try {
+      const problem = logRowsProblem(columns, body);
+      if (problem) {
+        void this.#logs.writer.refuse(problem, body.toString('utf8').split('\n').filter((row) => row !== ''));
+        return;
+      }
+      const rows = countLogRows(body);
+      this.#logs.batcher.pushStaged({ rows, chunks: [], encoded: [{ body, rows }] }, rows, body.length);
+    } catch (err) {
+      this.#logger.error({ err }, 'storage could not queue log rows');
     }
   }
 

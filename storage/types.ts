@@ -218,6 +218,11 @@ export interface Storage {
   recordInvocation(rec: InvocationRecord): void;
   /** Queues log lines; never throws, never blocks. */
   recordLogs(lines: LogLine[]): void;
+  /**
+   * Queues log rows already encoded by their sender (a LOGS body: bus/log-rows.ts), as they are;
+   * rows in other columns than the logs table's are dead-lettered. Never throws, never blocks.
+   */
+  recordLogRows(columns: readonly string[], body: Buffer): void;
   /** Queues container events; never throws, never blocks. */
   recordContainerEvents(events: ContainerEvent[]): void;
   /** Writes a function version now; resolves once it is stored. */

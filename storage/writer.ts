@@ -66,8 +66,9 @@ type WriterState = 'open' | 'closing' | 'closed';
 /** Queued batches as one: their rows in order, named after the first (`<id>-<count>`). */
 function coalesce(group: readonly Queued[]): Queued {
   const chunks = group.flatMap((item) => item.handOff.chunks);
+  const encoded = group.flatMap((item) => item.handOff.encoded);
   const rows = group.reduce((sum, item) => sum + item.handOff.rows, 0);
-  return { handOff: { rows, chunks }, batchId: `${group[0].batchId}-${group.length}`, done: () => undefined };
+  return { handOff: { rows, chunks, encoded }, batchId: `${group[0].batchId}-${group.length}`, done: () => undefined };
 }
 
 /** A stable id per batch: it names the spool file and dead letters, so a batch is traceable through retries and replays. */
@@ -120,9 +121,10 @@ export class TableWriter {
       return Promise.resolve();
     }
     const chunks = staged.flatMap((slice) => slice.chunks);
+    const encoded = staged.flatMap((slice) => slice.encoded);
     // The rows not staged are fewer than a stage's slice.
     if (records.length > 0) chunks.push(...handOffRecords(this.#o.table, records).chunks);
-    return this.#enqueue({ rows, chunks }, batchId);
+    return this.#enqueue({ rows, chunks, encoded }, batchId);
   }
 
   #enqueue(handOff: HandOff, batchId: string): Promise<void> {
@@ -133,6 +135,12 @@ export class TableWriter {
       this.#queue.push({ handOff, batchId, done: resolve });
       this.#pump();
     });
+  }
+
+  /** Dead-letters rows refused before they were batched (each with `error`); resolves once they are recorded. */
+  async refuse(error: string, rows: readonly string[]): Promise<void> {
+    const batchId = newBatchId(this.#idPrefix, ++this.#seq);
+    for (const row of rows) await this.#deadLetter(batchId, error, row);
   }
 
   /** Starts replaying the table's spooled batches if any wait and no replay runs. */

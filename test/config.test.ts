@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, DEFAULTS, ENV_OVERRIDES, loadConfig, redactConfig } from '../config.ts';
+import { ConfigError, DEFAULTS, ENV_OVERRIDES, loadConfig, MAX_LOG_LINE_BYTES, redactConfig } from '../config.ts';
+import { MAX_STORED_LOG_LINE_CHARS } from '../storage/index.ts';
 
 describe('configuration', () => {
   it('loads the defaults and freezes the result', () => {
@@ -11,6 +12,11 @@ describe('configuration', () => {
     expect(() => {
       (config.gateway as { port: number }).port = 1;
     }).toThrow();
+  });
+
+  it('caps executor.maxLogLineBytes at the longest line storage keeps (executors write rows storage takes as they are)', () => {
+    expect(MAX_LOG_LINE_BYTES).toBe(MAX_STORED_LOG_LINE_CHARS);
+    expect(loadConfig({ executor: { maxLogLineBytes: MAX_LOG_LINE_BYTES } }, {}).executor.maxLogLineBytes).toBe(MAX_LOG_LINE_BYTES);
   });
 
   it('applies code overrides, then environment variables over them', () => {
@@ -24,6 +30,7 @@ describe('configuration', () => {
     [{ gateway: { maxBodyBytes: 0 } }, {}, 'gateway.maxBodyBytes must be a positive integer'],
     [{ gateway: { maxBodyBytes: 1.5 } }, {}, 'gateway.maxBodyBytes must be a positive integer'],
     [{ gateway: { port: 70000 } }, {}, 'gateway.port must be 0..65535'],
+    [{ executor: { maxLogLineBytes: 65537 } }, {}, 'executor.maxLogLineBytes must be at most 65536'],
     [{ bus: { bindEndpoint: 'localhost:7100' } }, {}, 'bus.bindEndpoint must be a ZeroMQ endpoint'],
     [{ executor: { gatewayEndpoints: [] } }, {}, 'executor.gatewayEndpoints must list at least one endpoint'],
     [{ storage: { clickhouseUrl: 'ftp://x' } }, {}, 'storage.clickhouseUrl must be an http(s) URL or empty'],

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Dealer } from 'zeromq';
-import { BusDealer, BusRouter, creditsNow, encodeFrames, generateCurveKeyPair, MessageType, type BusMessage, type CurveServerOptions, type ExecutorPeer } from '../../bus/index.ts';
+import { BusDealer, BusRouter, creditsNow, encodeFrames, generateCurveKeyPair, LOG_ROW_COLUMNS, LogRowEncoder, MessageType, type BusMessage, type CurveServerOptions, type ExecutorPeer } from '../../bus/index.ts';
 
 const HEARTBEAT_MS = 50;
 
@@ -165,7 +165,8 @@ describe('bus router and dealer over real ZeroMQ sockets', () => {
     // Sent before the gateway's verdict reached it: the result of a call that has already failed
     // (and may run elsewhere), then the lines that call wrote.
     await late.send(encodeFrames(MessageType.RESULT, { id: 'x1', status: 200, headers: {}, errorCode: '', errorMessage: '', start: 'warm', containerId: 'c1', initUs: 0, runUs: 5, queueUs: 0 }));
-    await late.send(encodeFrames(MessageType.LOGS, { lines: [{ invocationId: 'x1', function: 'f', containerId: 'c1', timeMs: Date.now(), stream: 'stdout', line: 'hello', truncated: false }] }));
+    const rows = new LogRowEncoder('late').encode({ invocationId: 'x1', function: 'f', containerId: 'c1', timeMs: Date.now(), stream: 'stdout', line: 'hello', truncated: false });
+    await late.send(encodeFrames(MessageType.LOGS, { columns: [...LOG_ROW_COLUMNS] }, Buffer.from(rows)));
     await logsArrived.promise;
     expect(delivered).toEqual([MessageType.LOGS]);
     expect(router.peers()).toHaveLength(0);

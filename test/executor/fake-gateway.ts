@@ -7,13 +7,14 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   BusRouter,
+  decodeLogRows,
   MessageType,
   type BusMessage,
   type ContainerEvent,
   type ExecutorPeer,
   type FunctionSpec,
   type InvokeHeader,
-  type LogLine,
+  type DecodedLogRow,
   type ResultHeader,
 } from '../../bus/index.ts';
 import { packFunctionDir } from '../../cli/pack.ts';
@@ -32,7 +33,7 @@ type Listener = () => void;
 
 export class FakeGateway {
   readonly router: BusRouter;
-  readonly logs: LogLine[] = [];
+  readonly logs: DecodedLogRow[] = [];
   readonly events: ContainerEvent[] = [];
   readonly credits: number[] = [];
   /** Why executors left (BYE or missed heartbeats). */
@@ -81,7 +82,7 @@ export class FakeGateway {
       this.router.send(peer.peerId, MessageType.BUNDLE, { codeHash, found: bundle !== undefined, message: bundle ? '' : 'not deployed here' }, bundle);
     }
     if (message.type === MessageType.RESULT) this.#results.set(message.header.id, { header: message.header, body: message.body });
-    if (message.type === MessageType.LOGS) this.logs.push(...message.header.lines);
+    if (message.type === MessageType.LOGS) this.logs.push(...decodeLogRows(message.body));
     if (message.type === MessageType.EVENTS) this.events.push(...message.header.events);
     this.#notify();
   }

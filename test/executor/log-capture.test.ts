@@ -233,6 +233,63 @@ describe('output of real containers through the log socket', () => {
     ]);
   });
 
+  it('prints console methods as Node formats them, group indentation included, ends a partial line with its call, and leaves a replaced process.stdout.write in the way', async () => {
+    const shapesDir = await mkdtemp(path.join(os.tmpdir(), 'skiff-consolefn-'));
+    try {
+      await writeFile(
+        path.join(shapesDir, 'index.mjs'),
+        [
+          'export default async function shapes(request) {',
+          "  if (request.rawQuery === 'intercept') {",
+          '    const seen = [];',
+          '    const write = process.stdout.write;',
+          '    process.stdout.write = function (chunk, ...rest) { seen.push(String(chunk)); return write.call(this, chunk, ...rest); };',
+          "    console.log('intercepted %d', 1);",
+          '    process.stdout.write = write;',
+          '    return JSON.stringify(seen);',
+          '  }',
+          "  console.log('fmt %s=%d', 'n', 42, { a: [1] });",
+          "  console.info('info line');",
+          "  console.debug('debug line');",
+          "  console.warn('warn line');",
+          "  console.error(new Error('boom').message);",
+          "  console.group('group title');",
+          "  console.log('inside\\nsecond line');",
+          '  console.groupEnd();',
+          "  console.log('after group');",
+          "  process.stdout.write('partial line without newline');",
+          "  return 'ok';",
+          '}',
+          '',
+        ].join('\n'),
+      );
+      const { gateway } = await harness.start({ stemCells: 0, maxStemCells: 0 });
+      await gateway.deploy(shapesDir, 'console-shapes');
+      const shapes = await gateway.invoke('console-shapes');
+      expect(shapes.header.status).toBe(200);
+      const mine = await gateway.waitFor(() => {
+        const found = gateway.logs.filter((l) => l.invocationId === shapes.header.id);
+        return found.length === 10 ? found : undefined;
+      }, 'the ten lines of the call');
+      expect(mine.filter((l) => l.stream === 'stdout').map((l) => l.line)).toEqual([
+        'fmt n=42 { a: [ 1 ] }',
+        'info line',
+        'debug line',
+        'group title',
+        '  inside',
+        '  second line',
+        'after group',
+        'partial line without newline',
+      ]);
+      expect(mine.filter((l) => l.stream === 'stderr').map((l) => l.line)).toEqual(['warn line', 'boom']);
+      const intercepted = await gateway.invoke('console-shapes', { query: 'intercept' });
+      expect(JSON.parse(intercepted.body.toString())).toEqual(['intercepted 1\n']);
+      await gateway.waitFor(() => gateway.logs.find((l) => l.invocationId === intercepted.header.id && l.line === 'intercepted 1'), 'the intercepted line');
+    } finally {
+      await rm(shapesDir, { recursive: true, force: true });
+    }
+  });
+
   it('attributes each line to its own call when calls run concurrently in one container', async () => {
     const { gateway } = await harness.start({ stemCells: 0, maxStemCells: 0 });
     await gateway.deploy(functionDir, 'printer-concurrent', { limits: { memoryMB: 128, timeoutMs: 10_000, concurrency: 4 } });

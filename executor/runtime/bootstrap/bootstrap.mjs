@@ -30,6 +30,7 @@ import net from 'node:net';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { format } from 'node:util';
 
 const BOOTSTRAP_VERSION = 'skiff-bootstrap/2';
 const STEM_FILE = 'stem.sock';
@@ -105,13 +106,17 @@ const LOG_FRAME_HEADER_BYTES = 6;
 const LOG_FRAME_STDOUT = 1;
 const LOG_FRAME_STDERR = 2;
 const LOG_FRAME_CALL_END = 3;
+const NEWLINE = 0x0a;
 const LOG_MAX_CALL_ID_BYTES = 255;
 /** Bytes gathered or unsent on the log socket beyond which writes take the attach path instead. */
 const LOG_BACKLOG_MAX_BYTES = 1024 * 1024;
 /** A run that writes more than this sends what it gathered at once, not at its end. */
 const LOG_BATCH_MAX_BYTES = 64 * 1024;
 
-/** The call output is written in: { callId, ended, wrote }; none outside calls. */
+/**
+ * The call output is written in: { callId, ended, partial }; none outside calls. `partial`: the
+ * streams (a bit per frame kind) whose last write of this call did not end its line.
+ */
 const callOutput = new AsyncLocalStorage();
 
 /** Writes gathered for one socket write, as runs of one kind and call: { kind, callId, parts, bytes }. */
@@ -202,10 +207,15 @@ function captureOutput(socketFile) {
     const call = callOutput.getStore();
     const inCall = call !== undefined && !call.ended;
     if (inCall && call.callId.length > LOG_MAX_CALL_ID_BYTES) return false;
-    if (inCall) call.wrote = true;
-    gather(kind, inCall ? call.callId : '', part, typeof part === 'string' ? Buffer.byteLength(part, 'utf8') : part.byteLength);
+    const partBytes = typeof part === 'string' ? Buffer.byteLength(part, 'utf8') : part.byteLength;
+    if (inCall && partBytes > 0) {
+      const endsLine = typeof part === 'string' ? part.charCodeAt(part.length - 1) === NEWLINE : part[part.length - 1] === NEWLINE;
+      call.partial = endsLine ? call.partial & ~kind : call.partial | kind;
+    }
+    gather(kind, inCall ? call.callId : '', part, partBytes);
     return true;
   };
+  const captured = new Map();
   for (const [name, kind] of [['stdout', LOG_FRAME_STDOUT], ['stderr', LOG_FRAME_STDERR]]) {
     const stream = process[name];
     const write = stream.write;
@@ -218,20 +228,59 @@ function captureOutput(socketFile) {
       if (typeof callback === 'function') process.nextTick(callback);
       return true;
     };
+    captured.set(kind, { stream, capturedWrite: stream.write });
   }
+  fastConsole(send, captured);
   diagnostics.subscribe('http.server.request.start', ({ request, response }) => {
     const callId = request.headers['fn-call-id'];
     if (typeof callId !== 'string' || callId === '') {
       callOutput.enterWith(undefined);
       return;
     }
-    const call = { callId, ended: false, wrote: false };
+    const call = { callId, ended: false, partial: 0 };
     callOutput.enterWith(call);
     response.once('close', () => {
       call.ended = true;
-      if (call.wrote && usable && callId.length <= LOG_MAX_CALL_ID_BYTES) gather(LOG_FRAME_CALL_END, callId, undefined, 0);
+      // Only a call that left a line unended needs telling: the executor holds nothing else of it.
+      if (call.partial !== 0 && usable && callId.length <= LOG_MAX_CALL_ID_BYTES) gather(LOG_FRAME_CALL_END, callId, undefined, 0);
     });
   });
+}
+
+/** console methods the fast path serves, and the stream each writes to. */
+const FAST_CONSOLE_METHODS = [['log', LOG_FRAME_STDOUT], ['info', LOG_FRAME_STDOUT], ['debug', LOG_FRAME_STDOUT], ['warn', LOG_FRAME_STDERR], ['error', LOG_FRAME_STDERR]];
+/** What console.group indents by (Node's default groupIndentation). */
+const CONSOLE_GROUP_INDENT = '  ';
+
+/**
+ * console.log and its kin, formatted as Node formats them (util.format: the streams are no TTY,
+ * so no colours) and gathered directly. Node's Console costs several times the write itself per
+ * call (an error listener added and removed around every write, the callback deferred). Each
+ * method takes the fast path only while the stream's write is still ours (a function that replaced
+ * process.stdout.write sees every console line, as without Skiff), and goes Node's way when the
+ * log socket is unusable. console.group/groupEnd keep their indentation here, since Node's own
+ * counter is then never used; other methods (dir, table, trace...) stay Node's.
+ */
+function fastConsole(send, captured) {
+  let indent = '';
+  for (const [method, kind] of FAST_CONSOLE_METHODS) {
+    const original = console[method];
+    const { stream, capturedWrite } = captured.get(kind);
+    console[method] = function fastConsoleWrite(...args) {
+      if (stream.write !== capturedWrite) return original.apply(console, args);
+      let text = format(...args);
+      if (indent !== '') text = indent + text.replaceAll('\n', `\n${indent}`);
+      if (!send(kind, `${text}\n`, 'utf8')) stream.write(`${text}\n`);
+    };
+  }
+  console.group = function group(...label) {
+    if (label.length > 0) console.log(...label);
+    indent += CONSOLE_GROUP_INDENT;
+  };
+  console.groupCollapsed = console.group;
+  console.groupEnd = function groupEnd() {
+    indent = indent.slice(0, Math.max(0, indent.length - CONSOLE_GROUP_INDENT.length));
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,57 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { countLogRows, decodeLogRows, LOG_ROW_COLUMNS, LogRowEncoder, tsvField, type LogLine } from '../../bus/index.ts';
+import { columnNames } from '../../storage/schema.ts';
+
+const line = (overrides: Partial<LogLine> = {}): LogLine => ({
+  invocationId: 'call-1', function: 'fn', containerId: 'c-1', timeMs: 1_790_000_000_000, stream: 'stdout', line: 'hello', truncated: false, ...overrides,
+});
+
+describe('LOGS body rows', () => {
+  it('names the logs table columns in its order', () => {
+    expect([...LOG_ROW_COLUMNS]).toEqual(columnNames('logs'));
+  });
+
+  it('escapes tabs, newlines, carriage returns and backslashes in every text field', () => {
+    expect(tsvField('a\tb\nc\rd\\e')).toBe('a\\tb\\nc\\rd\\\\e');
+    expect(tsvField('plain')).toBe('plain');
+    const row = new LogRowEncoder('w1').encode(line({ invocationId: 'id\twith tab', line: 'x\\y\tz' }));
+    expect(row.split('\t')).toHaveLength(LOG_ROW_COLUMNS.length);
+    expect(row.endsWith('\n')).toBe(true);
+  });
+
+  it('gives every row its own line id and an increasing seq, and reads back what it wrote', () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.record({
+            invocationId: fc.string(),
+            function: fc.string(),
+            containerId: fc.string(),
+            timeMs: fc.integer({ min: 0, max: 2 ** 45 }),
+            stream: fc.constantFrom('stdout' as const, 'stderr' as const),
+            line: fc.string({ unit: 'binary' }),
+            truncated: fc.boolean(),
+          }),
+          { maxLength: 20 },
+        ),
+        (lines) => {
+          const encoder = new LogRowEncoder('prop');
+          const body = Buffer.from(lines.map((l) => encoder.encode(l)).join(''));
+          expect(countLogRows(body)).toBe(lines.length);
+          const rows = decodeLogRows(body);
+          expect(rows.map(({ seq: _seq, lineId: _lineId, ...rest }) => rest)).toEqual(lines);
+          expect(rows.map((r) => r.seq)).toEqual(lines.map((_, i) => i + 1));
+          expect(new Set(rows.map((r) => r.lineId)).size).toBe(lines.length);
+        },
+      ),
+    );
+  });
+
+  it('refuses an id prefix that could break a row, and a body that does not end its last row', () => {
+    expect(() => new LogRowEncoder('a\tb')).toThrow(/id prefix/);
+    expect(() => new LogRowEncoder('')).toThrow(/id prefix/);
+    expect(() => decodeLogRows(Buffer.from('a\tb'))).toThrow(/newline/);
+    expect(() => decodeLogRows(Buffer.from('a\tb\n'))).toThrow(/row 1 has 2 fields/);
+  });
+});
