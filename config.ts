@@ -130,6 +130,14 @@ export const DEFAULTS = {
     /** Replays of a spooled batch ClickHouse refuses (neither bad data nor an outage) before it is set aside in the spool's dead-letter/. */
     replayMaxAttempts: 10,
     /**
+     * Nice value (0 unchanged .. 19 lowest) of storage's threads in the gateway: the batch encoders,
+     * the chDB worker and every ClickHouse thread it starts. Above 0, inserts and merges yield the
+     * CPU to invocations. 5 weighs a third of a normal thread, so on a node saturated by calls
+     * storage still gets ~15 % of a core (~50k log rows/s into chDB) and keeps up, where 10 (a
+     * tenth) could fall behind and send batches through the disk spool.
+     */
+    threadNice: 5,
+    /**
      * A ClickHouse cluster to keep the schema on (needs clickhouseUrl): `<table>_local` tables ON
      * CLUSTER with Distributed tables of the plain names in front (docs/deploy.md). Name '' is one server.
      */
@@ -261,6 +269,7 @@ const configSchema = z.strictObject({
     maxQueuedBatches: positiveInt('storage.maxQueuedBatches'),
     spoolMaxBytes: positiveInt('storage.spoolMaxBytes'),
     replayMaxAttempts: positiveInt('storage.replayMaxAttempts'),
+    threadNice: z.number({ error: 'storage.threadNice must be an integer 0..19' }).int('storage.threadNice must be an integer 0..19').min(0, 'storage.threadNice must be an integer 0..19').max(19, 'storage.threadNice must be an integer 0..19'),
     cluster: z.strictObject({
       name: z.string().regex(/^([A-Za-z_][A-Za-z0-9_.-]*)?$/, 'storage.cluster.name must be a cluster name of <remote_servers> (letters, digits, _ . -) or empty'),
       replicated: z.boolean({ error: 'storage.cluster.replicated must be true or false' }),
@@ -358,6 +367,7 @@ export const ENV_OVERRIDES: Readonly<Record<string, readonly [string, EnvKind]>>
   SKIFF_CLICKHOUSE_DATABASE: ['storage.database', 'string'],
   SKIFF_STORAGE_FLUSH_INTERVAL_MS: ['storage.flushIntervalMs', 'int'],
   SKIFF_SPOOL_MAX_BYTES: ['storage.spoolMaxBytes', 'int'],
+  SKIFF_STORAGE_THREAD_NICE: ['storage.threadNice', 'int'],
   SKIFF_CLICKHOUSE_CLUSTER: ['storage.cluster.name', 'string'],
 };
 

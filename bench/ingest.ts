@@ -9,7 +9,7 @@
  *    when drain() says every row is in ClickHouse. Storage runs in a child process of its own
  *    per point (`--child`), so one backend's threads never share a process with another's.
  * 2. Warm-invoke p99 with logging on vs off, saturated and at a fixed rate: bench/logging-overhead.ts
- *    (its knobs: BENCH_DURATION_S, BENCH_RUNS, BENCH_CONNECTIONS, BENCH_FIXED_RATE_PERCENT).
+ *    (its knobs: BENCH_DURATION_S, BENCH_RUNS, BENCH_CONNECTIONS, BENCH_FIXED_RATE_PERCENTS).
  *
  * Knobs: BENCH_INGEST_ROWS (500000), BENCH_INGEST_BATCHES (1000,10000,100000),
  * BENCH_INGEST_BACKENDS (chdb,server), BENCH_CLICKHOUSE_URL (http://127.0.0.1:8123).
@@ -209,7 +209,7 @@ async function main(): Promise<void> {
     rows: [
       ...points.map((p) => ({ part: 'ingest' as const, ...p })),
       ...logging.rows.map(({ runs: _runs, ...row }) => ({ part: 'warm-invoke saturated' as const, ...row, pairedP99Ratio: logging.pairedP99Ratio })),
-      ...logging.fixedRate.map(({ runs: _runs, ...row }) => ({ part: 'warm-invoke fixed rate' as const, ...row, pairedP99Ratio: logging.fixedRatePairedP99Ratio })),
+      ...logging.fixedRates.flatMap((f) => f.rows.map(({ runs: _runs, ...row }) => ({ part: 'warm-invoke fixed rate' as const, ...row, pairedP99Ratio: f.pairedP99Ratio }))),
     ],
   });
   log(`wrote ${file}`);

@@ -7,15 +7,17 @@
  *   part shares the same cores, so p99 here follows the CPU a call costs: it measures what
  *   logging takes from capacity. CPU of every part (gateway+storage, executor, dockerd,
  *   containerd, the function containers) is read from /proc around each run: where a line's cost goes.
- * - fixed rate: open loop at BENCH_FIXED_RATE_PERCENT of the logging-off saturated throughput,
- *   each call sent at its time: the latency a call sees when the platform is not overloaded.
+ * - fixed rate: open loop at each of BENCH_FIXED_RATE_PERCENTS of the logging-off saturated
+ *   throughput, each call sent at its time: the latency a call sees at that load. The load
+ *   generator shares the 2 cores, so 50 % of the saturated rate already keeps them well busy,
+ *   and there the added CPU of logging shows in the tail as queueing.
  * Runs are interleaved (off/on, then on/off, ...) so machine load hits both alike. Each figure is
  * the median of the runs; the verdict's ratio is the median of the per-round ratios (on / off of
  * the same round: on a machine whose speed drifts, a round's two runs share its conditions),
  * printed beside the ratio of the medians. After the runs it waits until storage holds every line
  * printed, so a path that drops lines fails.
  *
- * Knobs: BENCH_DURATION_S (4), BENCH_RUNS (8), BENCH_CONNECTIONS (16), BENCH_FIXED_RATE_PERCENT (50).
+ * Knobs: BENCH_DURATION_S (4), BENCH_RUNS (8), BENCH_CONNECTIONS (16), BENCH_FIXED_RATE_PERCENTS (25,50).
  * Writes bench/results/logging-overhead.json. bench/ingest.ts runs the same part (loggingOnOff).
  */
 import { readdirSync, readFileSync } from 'node:fs';
@@ -27,7 +29,7 @@ import Dockerode from 'dockerode';
 import { packFunctionDir } from '../cli/pack.ts';
 import { renderTable } from '../cli/table.ts';
 import type { StorageStats } from '../storage/index.ts';
-import { knobInt } from './knobs.ts';
+import { knobInt, knobList } from './knobs.ts';
 import { LoadGenerator, type DurationResult, type ScheduleResult } from './load.ts';
 import { generatorCpu, writeResult } from './results.ts';
 import { GatewayClient, logger, startSkiff } from './skiff.ts';
@@ -36,14 +38,18 @@ import { formatSpread, spread, spreadOf, type Spread } from './stats.ts';
 const DURATION_S = knobInt('BENCH_DURATION_S', 4);
 const RUNS = knobInt('BENCH_RUNS', 8);
 const CONNECTIONS = knobInt('BENCH_CONNECTIONS', 16);
-const FIXED_RATE_PERCENT = knobInt('BENCH_FIXED_RATE_PERCENT', 50);
+const FIXED_RATE_PERCENTS = knobList('BENCH_FIXED_RATE_PERCENTS', [25, 50]);
+/** Calls one container of the bench functions takes at once (limits.concurrency). */
+const CONTAINER_CONCURRENCY = 64;
 /** A fixed-rate call that takes longer than this counts as an error. */
 const FIXED_RATE_TIMEOUT_MS = 10_000;
 export const LOG_LINES_PER_CALL = 10;
 /** The knobs this run took, for result files. */
-export const LOGGING_SETTINGS = { durationS: DURATION_S, runs: RUNS, connections: CONNECTIONS, fixedRatePercent: FIXED_RATE_PERCENT, logLinesPerCall: LOG_LINES_PER_CALL } as const;
+export const LOGGING_SETTINGS = { durationS: DURATION_S, runs: RUNS, connections: CONNECTIONS, fixedRatePercents: FIXED_RATE_PERCENTS, logLinesPerCall: LOG_LINES_PER_CALL } as const;
 export const GOAL_P99_RATIO = 1.1;
 const WARM_UP_S = 1;
+/** Warm-up at each fixed rate, not measured: the first seconds of an open loop still pay for the switch (connections, containers' sockets). */
+const FIXED_RATE_WARM_UP_S = 3;
 /** How long storage may take to hold every printed line after the last run (batched writes). */
 const LINES_SETTLE_MS = 30_000;
 const CLOCK_TICKS_PER_S = 100;
@@ -70,9 +76,11 @@ export interface LoggingRow {
   runs: DurationResult[];
 }
 
-/** The fixed-rate runs of one mode. */
+/** The fixed-rate runs of one mode at one rate. */
 export interface FixedRateRow {
   logging: 'off' | 'on';
+  /** The rate as a share of the logging-off saturated throughput. */
+  percentOfSaturated: number;
   requestsPerSec: number;
   p50Us: Spread;
   p99Us: Spread;
@@ -84,12 +92,13 @@ export interface LoggingResult {
   rows: LoggingRow[];
   /** Median over rounds of (on p99 / off p99) of the same round, saturated. */
   pairedP99Ratio: number;
-  fixedRate: FixedRateRow[];
-  /** Median over rounds of (on p99 / off p99) of the same round, at the fixed rate. */
-  fixedRatePairedP99Ratio: number;
+  /** Per fixed rate: the off and on rows, and the median over rounds of (on p99 / off p99). */
+  fixedRates: Array<{ percentOfSaturated: number; rows: FixedRateRow[]; pairedP99Ratio: number }>;
   /** Log rows storage wrote, and how many the calls with logging on printed. */
   logRowsStored: number;
   logRowsPrinted: number;
+  /** Storage's counters once every line was stored: batches that had to wait in the disk spool, rows dropped. */
+  storage: { batchesWritten: number; batchesSpooled: number; droppedRows: number };
   /** Load generator CPU of every run. */
   cpu: number[];
 }
@@ -151,7 +160,10 @@ export async function loggingOnOff(): Promise<LoggingResult> {
   const client = new GatewayClient(skiff.url);
   const docker = new Dockerode();
   try {
-    const limits = { concurrency: CONNECTIONS, memoryMB: 256 };
+    // One container takes every call: an open loop can briefly hold more calls in flight than the
+    // closed loop's connections, and a scale-up (cold starts on these 2 cores) would be measured
+    // instead of logging.
+    const limits = { concurrency: Math.max(CONNECTIONS, CONTAINER_CONCURRENCY), memoryMB: 256 };
     await client.json('PUT', '/system/functions/log-off', { code, handler: 'index.mjs', env: { LINES: '0' }, limits });
     await client.json('PUT', '/system/functions/log-on', { code, handler: 'index.mjs', env: { LINES: String(LOG_LINES_PER_CALL) }, limits });
     const runs: Record<'off' | 'on', DurationResult[]> = { off: [], on: [] };
@@ -186,37 +198,55 @@ export async function loggingOnOff(): Promise<LoggingResult> {
       ),
       runs: runs[mode],
     }));
-    // Open loop at a share of what the platform sustains with logging off.
-    const rate = Math.max(1, Math.round((rows[0].requestsPerSec.median * FIXED_RATE_PERCENT) / 100));
-    const calls = Array.from({ length: rate * DURATION_S }, (_, i) => ({ atMs: (i * 1000) / rate, path: '' }));
-    const fixedRuns: Record<'off' | 'on', ScheduleResult[]> = { off: [], on: [] };
-    for (let run = 0; run < RUNS; run++) {
-      for (const mode of run % 2 === 0 ? (['off', 'on'] as const) : (['on', 'off'] as const)) {
+    // Open loop at shares of what the platform sustains with logging off.
+    const fixedRates: LoggingResult['fixedRates'] = [];
+    const fixedCpu: number[] = [];
+    for (const percent of FIXED_RATE_PERCENTS) {
+      const rate = Math.max(1, Math.round((rows[0].requestsPerSec.median * percent) / 100));
+      const calls = Array.from({ length: rate * DURATION_S }, (_, i) => ({ atMs: (i * 1000) / rate, path: '' }));
+      const schedule = (mode: 'off' | 'on', at: typeof calls) => {
         const { url, headers, body } = target(`log-${mode}`);
-        const result = await generator.run({ kind: 'schedule', baseUrl: url, method: 'POST', headers, body, calls, timeoutMs: FIXED_RATE_TIMEOUT_MS });
-        fixedRuns[mode].push(result);
-        if (mode === 'on') okCallsOn += Object.entries(result.statuses).reduce((n, [status, count]) => n + (status.startsWith('2') ? count : 0), 0);
-        log(`logging ${mode} at ${rate} calls/s, run ${run + 1}: p50 ${result.latencyUs.p50} µs, p99 ${result.latencyUs.p99} µs, sent up to ${result.maxSendLagMs} ms late`);
+        return generator.run({ kind: 'schedule', baseUrl: url, method: 'POST', headers, body, calls: at, timeoutMs: FIXED_RATE_TIMEOUT_MS });
+      };
+      const okCalls = (result: ScheduleResult) => Object.entries(result.statuses).reduce((n, [status, count]) => n + (status.startsWith('2') ? count : 0), 0);
+      const fixedRuns: Record<'off' | 'on', ScheduleResult[]> = { off: [], on: [] };
+      for (const mode of ['off', 'on'] as const) {
+        const warm = await schedule(mode, Array.from({ length: rate * FIXED_RATE_WARM_UP_S }, (_, i) => ({ atMs: (i * 1000) / rate, path: '' })));
+        if (mode === 'on') okCallsOn += okCalls(warm);
       }
+      for (let run = 0; run < RUNS; run++) {
+        for (const mode of run % 2 === 0 ? (['off', 'on'] as const) : (['on', 'off'] as const)) {
+          const result = await schedule(mode, calls);
+          fixedRuns[mode].push(result);
+          fixedCpu.push(result.generator.cpuPercent);
+          if (mode === 'on') okCallsOn += okCalls(result);
+          log(`logging ${mode} at ${rate} calls/s (${percent} %), run ${run + 1}: p50 ${result.latencyUs.p50} µs, p99 ${result.latencyUs.p99} µs, sent up to ${result.maxSendLagMs} ms late`);
+        }
+      }
+      fixedRates.push({
+        percentOfSaturated: percent,
+        rows: (['off', 'on'] as const).map((mode) => ({
+          logging: mode,
+          percentOfSaturated: percent,
+          requestsPerSec: rate,
+          p50Us: spreadOf(fixedRuns[mode], (r) => r.latencyUs.p50),
+          p99Us: spreadOf(fixedRuns[mode], (r) => r.latencyUs.p99),
+          errors: fixedRuns[mode].reduce((n, r) => n + r.errors + Object.entries(r.statuses).reduce((m, [status, count]) => m + (status.startsWith('2') ? 0 : count), 0), 0),
+          runs: fixedRuns[mode],
+        })),
+        pairedP99Ratio: pairedRatio(fixedRuns.off.map((r) => r.latencyUs.p99), fixedRuns.on.map((r) => r.latencyUs.p99)),
+      });
     }
-    const fixedRate: FixedRateRow[] = (['off', 'on'] as const).map((mode) => ({
-      logging: mode,
-      requestsPerSec: rate,
-      p50Us: spreadOf(fixedRuns[mode], (r) => r.latencyUs.p50),
-      p99Us: spreadOf(fixedRuns[mode], (r) => r.latencyUs.p99),
-      errors: fixedRuns[mode].reduce((n, r) => n + r.errors + Object.entries(r.statuses).reduce((m, [status, count]) => m + (status.startsWith('2') ? 0 : count), 0), 0),
-      runs: fixedRuns[mode],
-    }));
     const logRowsPrinted = okCallsOn * LOG_LINES_PER_CALL;
-    const logRowsStored = await storedLogRows(client, logRowsPrinted);
+    const { written: logRowsStored, storage } = await storedLogRows(client, logRowsPrinted);
     return {
       rows,
       pairedP99Ratio: pairedRatio(runs.off.map((r) => r.latencyUs.p99), runs.on.map((r) => r.latencyUs.p99)),
-      fixedRate,
-      fixedRatePairedP99Ratio: pairedRatio(fixedRuns.off.map((r) => r.latencyUs.p99), fixedRuns.on.map((r) => r.latencyUs.p99)),
+      fixedRates,
       logRowsStored,
       logRowsPrinted,
-      cpu: [...runs.off, ...runs.on, ...fixedRuns.off, ...fixedRuns.on].map((r) => r.generator.cpuPercent),
+      storage: { batchesWritten: storage.batchesWritten, batchesSpooled: storage.batchesSpooled, droppedRows: storage.droppedRows },
+      cpu: [...[...runs.off, ...runs.on].map((r) => r.generator.cpuPercent), ...fixedCpu],
     };
   } finally {
     await client.close();
@@ -226,13 +256,12 @@ export async function loggingOnOff(): Promise<LoggingResult> {
 }
 
 /** Log rows written so far, once they reach `expected` or stop growing within LINES_SETTLE_MS. */
-async function storedLogRows(client: GatewayClient, expected: number): Promise<number> {
+async function storedLogRows(client: GatewayClient, expected: number): Promise<{ written: number; storage: StorageStats }> {
   const deadline = Date.now() + LINES_SETTLE_MS;
-  let written = -1;
   for (;;) {
-    const stats = await client.json<{ storage: StorageStats }>('GET', '/system/stats');
-    written = stats.storage.tables.logs.recordsWritten;
-    if (written >= expected || Date.now() > deadline) return written;
+    const { storage } = await client.json<{ storage: StorageStats }>('GET', '/system/stats');
+    const written = storage.tables.logs.recordsWritten;
+    if (written >= expected || Date.now() > deadline) return { written, storage };
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
 }
@@ -252,21 +281,23 @@ function medianRatio(off: Spread, on: Spread): number {
 export function describeLogging(result: LoggingResult): { headers: string[]; rows: Array<Array<string | number>>; notes: string[] } {
   const off = result.rows.find((r) => r.logging === 'off')!;
   const on = result.rows.find((r) => r.logging === 'on')!;
-  const fixedOff = result.fixedRate.find((r) => r.logging === 'off')!;
-  const fixedOn = result.fixedRate.find((r) => r.logging === 'on')!;
   const headers = ['load', 'logging', 'req/s', 'p50 µs', 'p99 µs', 'errors', ...CPU_PARTS.map((p) => `${p} CPU ms/1k calls`)];
   const rows = [
     ...result.rows.map((r) => [`saturated, ${CONNECTIONS} connections`, r.logging, formatSpread(r.requestsPerSec), formatSpread(r.p50Us), formatSpread(r.p99Us), r.errors, ...CPU_PARTS.map((p) => r.cpuMsPer1000Calls[p] ?? 0)]),
-    ...result.fixedRate.map((r) => [`fixed rate`, r.logging, r.requestsPerSec, formatSpread(r.p50Us), formatSpread(r.p99Us), r.errors, ...CPU_PARTS.map(() => '')]),
+    ...result.fixedRates.flatMap((f) => f.rows.map((r) => [`fixed rate, ${r.percentOfSaturated} % of saturated`, r.logging, r.requestsPerSec, formatSpread(r.p50Us), formatSpread(r.p99Us), r.errors, ...CPU_PARTS.map(() => '')])),
   ];
   const added = CPU_PARTS.map((p) => `${p} +${((on.cpuMsPer1000Calls[p] ?? 0) - (off.cpuMsPer1000Calls[p] ?? 0)).toFixed(0)}`).join(', ');
   const verdict = (ratio: number) => `${ratio <= GOAL_P99_RATIO ? 'met' : 'NOT met'}`;
   const notes = [
-    `warm p99 logging on / off at a fixed ${fixedOff.requestsPerSec} calls/s (${FIXED_RATE_PERCENT} % of saturated throughput): ${result.fixedRatePairedP99Ratio} (median of per-round ratios; ratio of medians ${medianRatio(fixedOff.p99Us, fixedOn.p99Us)}) (goal ≤ ${GOAL_P99_RATIO}): ${verdict(result.fixedRatePairedP99Ratio)}`,
+    ...result.fixedRates.map((f) => {
+      const [fixedOff, fixedOn] = f.rows;
+      return `warm p99 logging on / off at a fixed ${fixedOff.requestsPerSec} calls/s (${f.percentOfSaturated} % of saturated throughput): ${f.pairedP99Ratio} (median of per-round ratios; ratio of medians ${medianRatio(fixedOff.p99Us, fixedOn.p99Us)}) (goal ≤ ${GOAL_P99_RATIO}): ${verdict(f.pairedP99Ratio)}`;
+    }),
     `warm p99 logging on / off saturated (closed loop, ${CONNECTIONS} connections): ${result.pairedP99Ratio} (median of per-round ratios; ratio of medians ${medianRatio(off.p99Us, on.p99Us)}) (goal ≤ ${GOAL_P99_RATIO}): ${verdict(result.pairedP99Ratio)}; throughput on / off ${medianRatio(off.requestsPerSec, on.requestsPerSec)}`,
     `logging on (${LOG_LINES_PER_CALL} lines per call) adds CPU ms per 1000 calls: ${added}`,
     `logging on printed ${result.logRowsPrinted} lines (successful calls × ${LOG_LINES_PER_CALL}); storage wrote ${result.logRowsStored} log rows` +
-      (result.logRowsStored >= result.logRowsPrinted ? '' : ' — LINES MISSING'),
+      (result.logRowsStored >= result.logRowsPrinted ? '' : ' — LINES MISSING') +
+      `; storage batches written ${result.storage.batchesWritten}, of them through the disk spool ${result.storage.batchesSpooled}, rows dropped ${result.storage.droppedRows}`,
   ];
   return { headers, rows, notes };
 }
@@ -278,7 +309,6 @@ async function main(): Promise<void> {
   process.stdout.write(`\n${renderTable(headers, rows)}\n\n`);
   for (const note of notes) process.stdout.write(`${note}\n`);
   const off = result.rows.find((r) => r.logging === 'off')!;
-  const fixedOff = result.fixedRate.find((r) => r.logging === 'off')!;
   const file = writeResult({
     scenario: 'logging-overhead',
     settings: LOGGING_SETTINGS,
@@ -287,12 +317,12 @@ async function main(): Promise<void> {
     notes: [
       ...notes,
       `load average (1/5/15 min) ${loadBefore} at start, ${os.loadavg().map((v) => v.toFixed(1)).join(' ')} at end on ${os.availableParallelism()} cores`,
-      `warm-invoke on embedded chDB (skiff up's default); ${RUNS} interleaved rounds of ${DURATION_S} s saturated (${CONNECTIONS} connections), then ${RUNS} at ${fixedOff.requestsPerSec} calls/s`,
+      `warm-invoke on embedded chDB (skiff up's default); ${RUNS} interleaved rounds of ${DURATION_S} s saturated (${CONNECTIONS} connections), then ${RUNS} at each fixed rate (${result.fixedRates.map((f) => `${f.rows[0].requestsPerSec} calls/s`).join(', ')})`,
     ],
     table: { headers, rows },
     rows: [
       ...result.rows.map(({ runs: _runs, ...row }) => ({ load: 'saturated' as const, ...row, p99OverLoggingOff: medianRatio(off.p99Us, row.p99Us), pairedP99Ratio: result.pairedP99Ratio })),
-      ...result.fixedRate.map(({ runs: _runs, ...row }) => ({ load: 'fixed-rate' as const, ...row, p99OverLoggingOff: medianRatio(fixedOff.p99Us, row.p99Us), pairedP99Ratio: result.fixedRatePairedP99Ratio })),
+      ...result.fixedRates.flatMap((f) => f.rows.map(({ runs: _runs, ...row }) => ({ load: 'fixed-rate' as const, ...row, p99OverLoggingOff: medianRatio(f.rows[0].p99Us, row.p99Us), pairedP99Ratio: f.pairedP99Ratio }))),
     ],
   });
   log(`wrote ${file}`);

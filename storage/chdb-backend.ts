@@ -84,8 +84,8 @@ class ChdbBackend implements Backend {
   }
 }
 
-/** Starts the chDB worker on `dataPath` (created if missing) for tables in `database`. */
-export async function openChdbBackend(dataPath: string, database: string): Promise<Backend> {
+/** Starts the chDB worker on `dataPath` (created if missing) for tables in `database`, its threads at nice `threadNice`. */
+export async function openChdbBackend(dataPath: string, database: string, threadNice: number): Promise<Backend> {
   const resolved = path.resolve(dataPath);
   if (openPath !== undefined) {
     throw new SkiffError('STORAGE_UNAVAILABLE', `chDB is already open on ${openPath} in this process (one data path per process); close that storage first`);
@@ -94,7 +94,7 @@ export async function openChdbBackend(dataPath: string, database: string): Promi
   try {
     await mkdir(resolved, { recursive: true });
     pinNativeAddon();
-    const workerData: ChdbWorkerData = { path: resolved };
+    const workerData: ChdbWorkerData = { path: resolved, threadNice };
     const pool = new Piscina<ChdbTask, ChdbReply>({
       filename: new URL('./chdb-worker.mjs', import.meta.url).href,
       workerData,

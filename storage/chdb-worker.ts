@@ -15,11 +15,16 @@ import { Session } from 'chdb';
 import type { EncodedBatch } from './backend.ts';
 import { decodeRows, encodeJsonEachRow, parseJsonEachRow, type RecordOf } from './rows.ts';
 import { columnList, qualified, TABLES, type TableName } from './schema.ts';
+import { niceThisThread } from './thread-priority.ts';
 
-/** Given to the worker at start: the chDB data directory it opens. */
+/** Given to the worker at start: the chDB data directory it opens, and the nice value of its threads. */
 export interface ChdbWorkerData {
   path: string;
+  threadNice: number;
 }
+
+// Before the Session exists: every ClickHouse thread it starts (inserts, merges) inherits it.
+niceThisThread((workerData as ChdbWorkerData).threadNice);
 
 /** What the main thread asks of the worker. */
 export type ChdbTask =

@@ -80,14 +80,27 @@ const ENCODER_THREADS = Math.max(1, Math.min(2, os.availableParallelism() - 1));
 /** What a spool file turned out to hold: its batch, or why it cannot be replayed. */
 export type OpenedSpoolFile = { batch: EncodedBatch } | { damaged: string };
 
+/** Given to each encoder thread at start. */
+export interface EncoderWorkerData {
+  /** The thread's nice value (thread-priority.ts). */
+  threadNice: number;
+}
+
 export class Encoder {
-  readonly #pool = new Piscina<EncodeTask, EncodeReply>({
-    filename: new URL('./encode-worker.mjs', import.meta.url).href,
-    minThreads: 1,
-    maxThreads: ENCODER_THREADS,
-    idleTimeout: 30_000,
-  });
+  readonly #pool: Piscina<EncodeTask, EncodeReply>;
   #closed: Promise<void> | undefined;
+
+  /** `threadNice`: the encoder threads' nice value (storage.threadNice). */
+  constructor(threadNice: number) {
+    const workerData: EncoderWorkerData = { threadNice };
+    this.#pool = new Piscina<EncodeTask, EncodeReply>({
+      filename: new URL('./encode-worker.mjs', import.meta.url).href,
+      workerData,
+      minThreads: 1,
+      maxThreads: ENCODER_THREADS,
+      idleTimeout: 30_000,
+    });
+  }
 
   async #run<K extends EncodeReply['op']>(task: EncodeTask & { op: K }, transferList: ArrayBuffer[] = []): Promise<Extract<EncodeReply, { op: K }>> {
     const reply = await this.#pool.run(task, { transferList });

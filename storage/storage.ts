@@ -29,6 +29,7 @@ import {
 import type { RecordOf, Row, StoredContainerEvent, StoredLogLine } from './rows.ts';
 import { columnNames, type TableName } from './schema.ts';
 import { openServerBackend } from './server-backend.ts';
+import { MAX_THREAD_NICE } from './thread-priority.ts';
 import { Spool } from './spool.ts';
 import type {
   ContainerEventQuery,
@@ -53,6 +54,8 @@ const DEFAULT_RETRY_DELAYS_MS = [100, 500, 2500] as const;
 const DEFAULT_REPLAY_MAX_DELAY_MS = 5000;
 /** Replays of a batch ClickHouse keeps refusing (not an outage, not bad rows) before it is set aside. */
 const DEFAULT_REPLAY_MAX_ATTEMPTS = 10;
+/** Storage threads' nice value unless told (config.ts storage.threadNice). */
+const DEFAULT_THREAD_NICE = 5;
 /** Inserts per table in flight at once: one encodes while another is on the wire. */
 const WRITER_CONCURRENCY = 2;
 /** Size estimates per row (bytes of JSON besides the variable strings), for maxBatchBytes. */
@@ -367,6 +370,9 @@ function validate(options: StorageOptions): void {
   if (!Number.isInteger(options.maxQueuedBatches) || options.maxQueuedBatches <= 0) throw new TypeError('storage.maxQueuedBatches must be a positive integer');
   if (!Number.isInteger(options.spoolMaxBytes) || options.spoolMaxBytes <= 0) throw new TypeError('storage.spoolMaxBytes must be a positive integer');
   if (options.replayMaxAttempts !== undefined && (!Number.isInteger(options.replayMaxAttempts) || options.replayMaxAttempts <= 0)) throw new TypeError('storage.replayMaxAttempts must be a positive integer');
+  if (options.threadNice !== undefined && (!Number.isInteger(options.threadNice) || options.threadNice < 0 || options.threadNice > MAX_THREAD_NICE)) {
+    throw new TypeError(`storage.threadNice must be an integer 0..${MAX_THREAD_NICE}`);
+  }
   if (options.spoolDir === '') throw new TypeError('storage spoolDir must be a directory path');
   if (options.backend === 'server' && !/^https?:\/\//.test(options.clickhouseUrl)) throw new TypeError('storage.clickhouseUrl must be an http(s) URL for the server backend');
   if (options.backend === 'chdb' && options.dataDir === '') throw new TypeError('storage dataDir must be a directory path for the chdb backend');
@@ -395,8 +401,9 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
     logger.error({ table: entry.table, batchId: entry.batchId, rows: entry.rows, spoolMaxBytes: options.spoolMaxBytes }, 'storage spool is full: dropped its oldest batch');
     storage?.countSpoolDrop(entry.rows);
   });
-  const backend = options.backend === 'chdb' ? await openChdbBackend(options.dataDir, options.database) : openServerBackend(options.clickhouseUrl, options.database);
-  const encoder = new Encoder();
+  const threadNice = options.threadNice ?? DEFAULT_THREAD_NICE;
+  const backend = options.backend === 'chdb' ? await openChdbBackend(options.dataDir, options.database, threadNice) : openServerBackend(options.clickhouseUrl, options.database);
+  const encoder = new Encoder(threadNice);
   storage = new ClickHouseStorage(backend, options, logger, encoder, spool);
   try {
     await storage.migrate();
@@ -412,7 +419,7 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
 
 /** Storage options from Skiff's config: a ClickHouse server when storage.clickhouseUrl is set, else chDB under dataDir/chdb. */
 export function storageOptionsFromConfig(config: SkiffConfig): StorageOptions {
-  const { clickhouseUrl, database, flushIntervalMs, maxBatchRows, maxBatchBytes, maxQueuedBatches, spoolMaxBytes, replayMaxAttempts } = config.storage;
+  const { clickhouseUrl, database, flushIntervalMs, maxBatchRows, maxBatchBytes, maxQueuedBatches, spoolMaxBytes, replayMaxAttempts, threadNice } = config.storage;
   const { cluster } = config.storage;
   return {
     backend: clickhouseUrl ? 'server' : 'chdb',
@@ -427,5 +434,6 @@ export function storageOptionsFromConfig(config: SkiffConfig): StorageOptions {
     spoolDir: path.join(config.dataDir, 'spool', database),
     spoolMaxBytes,
     replayMaxAttempts,
+    threadNice,
   };
 }

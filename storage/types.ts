@@ -208,6 +208,8 @@ export interface StorageOptions {
   replayMaxDelayMs?: number;
   /** Replays of a spooled batch ClickHouse refuses (neither bad data nor an outage) before it is set aside (default 10). */
   replayMaxAttempts?: number;
+  /** Nice value (0..19) of storage's threads: the encoders, the chDB worker and ClickHouse's threads in it (default 5). */
+  threadNice?: number;
 }
 
 /** Skiff's log storage: batched writes of what happened, direct writes of the function registry. */

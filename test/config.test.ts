@@ -31,6 +31,8 @@ describe('configuration', () => {
     [{ gateway: { maxBodyBytes: 1.5 } }, {}, 'gateway.maxBodyBytes must be a positive integer'],
     [{ gateway: { port: 70000 } }, {}, 'gateway.port must be 0..65535'],
     [{ executor: { maxLogLineBytes: 65537 } }, {}, 'executor.maxLogLineBytes must be at most 65536'],
+    [{ storage: { threadNice: 20 } }, {}, 'storage.threadNice must be an integer 0..19'],
+    [{}, { SKIFF_STORAGE_THREAD_NICE: '-1' }, 'storage.threadNice must be an integer 0..19'],
     [{ bus: { bindEndpoint: 'localhost:7100' } }, {}, 'bus.bindEndpoint must be a ZeroMQ endpoint'],
     [{ executor: { gatewayEndpoints: [] } }, {}, 'executor.gatewayEndpoints must list at least one endpoint'],
     [{ storage: { clickhouseUrl: 'ftp://x' } }, {}, 'storage.clickhouseUrl must be an http(s) URL or empty'],

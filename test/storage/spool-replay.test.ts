@@ -34,7 +34,7 @@ let encoder: Encoder;
 
 beforeEach(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'skiff-spool-replay-'));
-  encoder = new Encoder();
+  encoder = new Encoder(0);
 });
 
 afterEach(async () => {

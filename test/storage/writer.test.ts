@@ -52,7 +52,7 @@ let encoder: Encoder;
 
 beforeEach(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'skiff-writer-'));
-  encoder = new Encoder();
+  encoder = new Encoder(0);
 });
 
 afterEach(async () => {
