@@ -15,10 +15,9 @@ import { deserialize } from 'node:v8';
 import { workerData } from 'node:worker_threads';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import type { EncodedBatch } from './backend.ts';
-import type { HandOff } from './encoder.ts';
+import type { EncoderWorkerData, HandOff } from './encoder.ts';
 import { encodeRow, fromTuple, TUPLE_FIELDS } from './rows.ts';
 import { columnNames, TABLE_NAMES, TABLES, type ColumnType, type TableName } from './schema.ts';
-import type { EncoderWorkerData } from './encoder.ts';
 import { DamagedSpoolFile, frameSpoolFile, openSpoolFile } from './spool-file.ts';
 import { niceThisThread } from './thread-priority.ts';
 
