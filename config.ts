@@ -13,6 +13,11 @@ const positiveInt = (name: string) =>
 const nonNegativeInt = (name: string, what: string) =>
   z.number({ error: `${name} must be a non-negative integer (${what})` }).int(`${name} must be a non-negative integer (${what})`).min(0, `${name} must be a non-negative integer (${what})`);
 
+const intInRange = (name: string, min: number, max: number) => {
+  const message = `${name} must be an integer ${min}..${max}`;
+  return z.number({ error: message }).int(message).min(min, message).max(max, message);
+};
+
 const zmqEndpoint = (name: string) =>
   z.string().regex(/^(tcp|ipc|inproc):\/\/.+/, `${name} must be a ZeroMQ endpoint such as tcp://127.0.0.1:7100`);
 
@@ -269,7 +274,7 @@ const configSchema = z.strictObject({
     maxQueuedBatches: positiveInt('storage.maxQueuedBatches'),
     spoolMaxBytes: positiveInt('storage.spoolMaxBytes'),
     replayMaxAttempts: positiveInt('storage.replayMaxAttempts'),
-    threadNice: z.number({ error: 'storage.threadNice must be an integer 0..19' }).int('storage.threadNice must be an integer 0..19').min(0, 'storage.threadNice must be an integer 0..19').max(19, 'storage.threadNice must be an integer 0..19'),
+    threadNice: intInRange('storage.threadNice', 0, 19),
     cluster: z.strictObject({
       name: z.string().regex(/^([A-Za-z_][A-Za-z0-9_.-]*)?$/, 'storage.cluster.name must be a cluster name of <remote_servers> (letters, digits, _ . -) or empty'),
       replicated: z.boolean({ error: 'storage.cluster.replicated must be true or false' }),

@@ -63,17 +63,12 @@ export class Batcher<T, S = never> {
 
   /** Queues rows; never throws, never waits. */
   push(rows: readonly T[]): void {
-    if (rows.length === 0) return;
-    if (this.#state !== 'open') {
-      this.#droppedRows += rows.length;
-      this.#o.onDrop({ table: this.#o.name, rows: rows.length, reason: 'closed' });
-      return;
-    }
-    const { maxBatchRows, maxBatchBytes, sizeOf, stage } = this.#o;
+    if (rows.length === 0 || this.#droppedClosed(rows.length)) return;
+    const { sizeOf, stage } = this.#o;
     for (const row of rows) {
       this.#pending.push(row);
       this.#pendingBytes += sizeOf(row);
-      if (this.#stagedRows + this.#pending.length >= maxBatchRows || this.#pendingBytes >= maxBatchBytes) this.#seal();
+      if (this.#full()) this.#seal();
       else if (stage && this.#pending.length >= stage.rows) {
         this.#staged.push(stage.run(this.#pending));
         this.#stagedRows += this.#pending.length;
@@ -89,17 +84,25 @@ export class Batcher<T, S = never> {
    * so a batch may exceed maxBatchRows by one slice. Never throws, never waits.
    */
   pushStaged(slice: S, rows: number, bytes: number): void {
-    if (rows === 0) return;
-    if (this.#state !== 'open') {
-      this.#droppedRows += rows;
-      this.#o.onDrop({ table: this.#o.name, rows, reason: 'closed' });
-      return;
-    }
+    if (rows === 0 || this.#droppedClosed(rows)) return;
     this.#staged.push(slice);
     this.#stagedRows += rows;
     this.#pendingBytes += bytes;
-    if (this.#stagedRows + this.#pending.length >= this.#o.maxBatchRows || this.#pendingBytes >= this.#o.maxBatchBytes) this.#seal();
+    if (this.#full()) this.#seal();
     else this.#armTimer();
+  }
+
+  /** Counts and reports `rows` pushed after close; true when they were dropped so. */
+  #droppedClosed(rows: number): boolean {
+    if (this.#state === 'open') return false;
+    this.#droppedRows += rows;
+    this.#o.onDrop({ table: this.#o.name, rows, reason: 'closed' });
+    return true;
+  }
+
+  /** The open batch reached maxBatchRows or maxBatchBytes. */
+  #full(): boolean {
+    return this.#stagedRows + this.#pending.length >= this.#o.maxBatchRows || this.#pendingBytes >= this.#o.maxBatchBytes;
   }
 
   /** Seals what is pending and resolves once every sealed batch is durable (in ClickHouse or the spool). */

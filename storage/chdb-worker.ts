@@ -14,7 +14,7 @@ import { gunzipSync } from 'node:zlib';
 import { Session } from 'chdb';
 import type { EncodedBatch } from './backend.ts';
 import { decodeRows, encodeJsonEachRow, parseJsonEachRow, type RecordOf } from './rows.ts';
-import { columnList, qualified, TABLES, type TableName } from './schema.ts';
+import { columnList, columnType, qualified, type TableName } from './schema.ts';
 import { niceThisThread } from './thread-priority.ts';
 
 /** Given to the worker at start: the chDB data directory it opens, and the nice value of its threads. */
@@ -46,21 +46,28 @@ const FILE_INSERT_SETTINGS = 'input_format_parallel_parsing = 0, max_threads = 1
 
 /** `name Type, …` of a batch's columns, for file(); undefined when one is not in the schema (then the inline insert). */
 function structureOf(table: TableName, columns: readonly string[]): string | undefined {
-  const types = new Map<string, string>(TABLES[table].columns);
-  const parts: string[] = [];
-  for (const column of columns) {
-    const type = types.get(column);
-    if (type === undefined || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(column)) return undefined;
-    parts.push(`\`${column}\` ${type}`);
+  try {
+    return columns.map((column) => `\`${column}\` ${columnType(table, column)}`).join(', ');
+  } catch {
+    return undefined;
   }
-  return parts.join(', ');
 }
 
-/** Inserts a batch's bytes through a staging file in the chDB directory, removed afterwards. */
+let stagingFile: string | undefined;
+
+/** The staging file's path in the chDB directory, its folder made on first use. */
+function stagingPath(): string {
+  if (stagingFile === undefined) {
+    const dir = path.join((workerData as ChdbWorkerData).path, 'staging');
+    mkdirSync(dir, { recursive: true });
+    stagingFile = path.join(dir, INSERT_FILE);
+  }
+  return stagingFile;
+}
+
+/** Inserts a batch's bytes through the staging file, removed afterwards. */
 function insertThroughFile(database: string, table: TableName, batch: EncodedBatch, values: Buffer, structure: string): void {
-  const dir = path.join((workerData as ChdbWorkerData).path, 'staging');
-  mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, INSERT_FILE);
+  const file = stagingPath();
   writeFileSync(file, values);
   try {
     const columns = batch.columns.map((c) => `\`${c}\``).join(', ');

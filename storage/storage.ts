@@ -29,7 +29,7 @@ import {
 import type { RecordOf, Row, StoredContainerEvent, StoredLogLine } from './rows.ts';
 import { columnNames, type TableName } from './schema.ts';
 import { openServerBackend } from './server-backend.ts';
-import { MAX_THREAD_NICE } from './thread-priority.ts';
+import { isThreadNice, MAX_THREAD_NICE } from './thread-priority.ts';
 import { Spool } from './spool.ts';
 import type {
   ContainerEventQuery,
@@ -370,7 +370,7 @@ function validate(options: StorageOptions): void {
   if (!Number.isInteger(options.maxQueuedBatches) || options.maxQueuedBatches <= 0) throw new TypeError('storage.maxQueuedBatches must be a positive integer');
   if (!Number.isInteger(options.spoolMaxBytes) || options.spoolMaxBytes <= 0) throw new TypeError('storage.spoolMaxBytes must be a positive integer');
   if (options.replayMaxAttempts !== undefined && (!Number.isInteger(options.replayMaxAttempts) || options.replayMaxAttempts <= 0)) throw new TypeError('storage.replayMaxAttempts must be a positive integer');
-  if (options.threadNice !== undefined && (!Number.isInteger(options.threadNice) || options.threadNice < 0 || options.threadNice > MAX_THREAD_NICE)) {
+  if (options.threadNice !== undefined && !isThreadNice(options.threadNice)) {
     throw new TypeError(`storage.threadNice must be an integer 0..${MAX_THREAD_NICE}`);
   }
   if (options.spoolDir === '') throw new TypeError('storage spoolDir must be a directory path');

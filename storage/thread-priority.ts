@@ -11,13 +11,18 @@ import os from 'node:os';
 /** The nice value threads may take: 0 (unchanged) to 19 (lowest priority). */
 export const MAX_THREAD_NICE = 19;
 
+/** Whether `nice` is a value threads may take (0..MAX_THREAD_NICE). */
+export function isThreadNice(nice: number): boolean {
+  return Number.isInteger(nice) && nice >= 0 && nice <= MAX_THREAD_NICE;
+}
+
 /**
  * Sets the calling thread's nice value (raising it needs no privilege). False where a thread
  * cannot be named (no /proc/thread-self: not Linux) or the system refused; the thread then runs
  * at its process's priority.
  */
 export function niceThisThread(nice: number): boolean {
-  if (!Number.isInteger(nice) || nice < 0 || nice > MAX_THREAD_NICE) throw new RangeError(`a thread nice value must be an integer 0..${MAX_THREAD_NICE}, got ${nice}`);
+  if (!isThreadNice(nice)) throw new RangeError(`a thread nice value must be an integer 0..${MAX_THREAD_NICE}, got ${nice}`);
   if (nice === 0) return true;
   try {
     // "<pid>/task/<tid>": setpriority on a tid changes that one thread on Linux.
