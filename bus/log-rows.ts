@@ -5,12 +5,20 @@
  * as it is, with no per-line work: no decoding, re-encoding or JS object per line on the gateway,
  * which also runs the embedded ClickHouse. Each row carries its own identity (`line_id`, from the
  * writing executor's id prefix and a counter), so a retried or replayed batch dedups on it.
- * Hot path: one template string per line; the escaping check is one regex test per text field.
+ * Hot path: one template string per line; lines read together (one frame's) share their leading
+ * fields, and when the reader found none needing escapes, the escaping check too.
  */
 import type { LogLine, LogStream } from './messages.ts';
 
 /** The columns of a LOGS body's rows, in order: the storage `logs` table's (a test keeps them equal). */
 export const LOG_ROW_COLUMNS = ['invocation_id', 'function', 'container_id', 'time_ms', 'seq', 'line_id', 'stream', 'line', 'truncated'] as const;
+
+/** Lines of one invocation and stream read together, e.g. one log frame's. */
+export interface LogLines extends Omit<LogLine, 'line'> {
+  lines: readonly string[];
+  /** No line holds a tab, newline, carriage return or backslash: rows take them as they are. */
+  tsvPlain: boolean;
+}
 
 /** A decoded row: the line plus its identity and order (`seq` orders lines of the same ms). */
 export interface DecodedLogRow extends LogLine {
@@ -51,7 +59,11 @@ export class LogRowEncoder {
 
   /** One row, with its newline. */
   encode(l: LogLine): string {
-    const seq = ++this.#seq;
+    return this.encodeLines({ ...l, lines: [l.line], tsvPlain: false });
+  }
+
+  /** One row per line, each with its newline, in one string. */
+  encodeLines(l: LogLines): string {
     const time = Number.isFinite(l.timeMs) && l.timeMs > 0 ? Math.trunc(l.timeMs) : 0;
     if (l.invocationId !== this.#lastInvocationId || l.function !== this.#lastFunction || l.containerId !== this.#lastContainerId) {
       this.#lastInvocationId = l.invocationId;
@@ -59,7 +71,15 @@ export class LogRowEncoder {
       this.#lastContainerId = l.containerId;
       this.#lastLead = `${tsvField(l.invocationId)}\t${tsvField(l.function)}\t${tsvField(l.containerId)}\t`;
     }
-    return `${this.#lastLead}${time}\t${seq}\t${this.#idPrefix}-${seq.toString(36)}\t${l.stream}\t${tsvField(l.line)}\t${l.truncated ? 1 : 0}\n`;
+    const lead = `${this.#lastLead}${time}\t`;
+    const tail = `\t${l.truncated ? 1 : 0}\n`;
+    const stream = `\t${l.stream}\t`;
+    let rows = '';
+    for (const line of l.lines) {
+      const seq = ++this.#seq;
+      rows += `${lead}${seq}\t${this.#idPrefix}-${seq.toString(36)}${stream}${l.tsvPlain ? line : tsvField(line)}${tail}`;
+    }
+    return rows;
   }
 }
 

@@ -23,7 +23,7 @@ import type { HardeningSettings } from './hardening.ts';
 import { STEM_FILE, waitForListener } from './listener.ts';
 import type { DeployedFunction } from './registry.ts';
 import { checkStemCell, specializeStemCell } from './specialize.ts';
-import { ContainerLogs, RecentLines, type CapturedLine } from './log-capture.ts';
+import { ContainerLogs, RecentLines, type CapturedLines } from './log-capture.ts';
 import type { ContainerLauncher } from './pool.ts';
 import type { TelemetryBatcher, TelemetryRoute } from './telemetry.ts';
 
@@ -78,19 +78,20 @@ export class ContainerLifecycle implements ContainerLauncher {
     this.#o.logger.debug({ container: container.shortId, fn: container.key, kind, detail }, 'container event');
   }
 
-  #line(container: FunctionContainer, logs: ContainerLogs, captured: CapturedLine): void {
+  #lines(container: FunctionContainer, logs: ContainerLogs, captured: CapturedLines): void {
     // Lines printed outside any call are kept too, with no invocation id.
-    const { invocationId, route } = logs.attribution.resolve(captured, container.invocation);
+    const { invocationId, route } = logs.attribution.resolve(captured.callId, container.invocation);
     const target = route ?? this.#o.fallbackRoute();
     if (!target) return;
-    this.#o.telemetry.line(target, {
+    this.#o.telemetry.lines(target, {
       invocationId,
       function: container.deployed.spec.name,
       containerId: container.id,
       timeMs: captured.timeMs,
       stream: captured.stream,
-      line: captured.line,
+      lines: captured.lines,
       truncated: captured.truncated,
+      tsvPlain: captured.tsvPlain,
     });
   }
 
@@ -103,9 +104,9 @@ export class ContainerLifecycle implements ContainerLauncher {
       container.iofsDir = path.join(this.#o.iofsRoot, randomBytes(4).toString('hex'));
       await mkdir(container.iofsDir, { recursive: true });
       await chmod(container.iofsDir, IOFS_DIR_MODE);
-      const logs = await ContainerLogs.open(container.iofsDir, this.#o.maxLogLineBytes, (line) => {
-        recent.add(line.line);
-        this.#line(container, logs, line);
+      const logs = await ContainerLogs.open(container.iofsDir, this.#o.maxLogLineBytes, (captured) => {
+        recent.add(captured.lines);
+        this.#lines(container, logs, captured);
       });
       this.#logs.set(container, logs);
       const place = { nodeId: this.#o.nodeId, iofsDir: container.iofsDir, runtimeImage: this.#o.runtimeImage, hardening: this.#o.hardening };

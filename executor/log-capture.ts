@@ -11,7 +11,8 @@
  * truncated; the rest of that line is discarded). Lines written outside any call (module load,
  * timers firing after the response) are kept with no invocation id.
  * Hot path: the bootstrap sends one frame per run of a call's writes (usually one per call); frames
- * are parsed in place and payload bytes go to the line splitter as they come.
+ * are parsed in place. A frame of whole lines (the usual console.log output) is decoded at once and
+ * its lines go out together; anything else goes through the line splitter as bytes come.
  */
 import { chmod } from 'node:fs/promises';
 import net from 'node:net';
@@ -21,17 +22,25 @@ import type { InvocationRef } from './container.ts';
 import type { ContainerOutput } from './driver.ts';
 import type { TelemetryRoute } from './telemetry.ts';
 
-export interface CapturedLine {
+/** Lines read together: the complete lines of one frame (the common case), or a single line. */
+export interface CapturedLines {
   stream: LogStream;
-  line: string;
+  /** The lines, in order, without their newlines. */
+  lines: string[];
+  /** The line was cut at executor.maxLogLineBytes (the rest of it discarded); only ever set on a single line. */
   truncated: boolean;
+  /** No line holds a tab or backslash (nor, split on newlines, a newline): each is a TabSeparated field as it is. */
+  tsvPlain: boolean;
   timeMs: number;
   /**
-   * The call the container says the line was written in ('' for none: module load, timers after
+   * The call the container says the lines were written in ('' for none: module load, timers after
    * the response); undefined for lines read through Docker's attach stream, which carry no call.
    */
   callId?: string;
 }
+
+/** What a reader hands its lines to. */
+export type OnLines = (captured: CapturedLines) => void;
 
 /** The socket, in a container's iofs directory, its bootstrap sends output to (bootstrap.mjs: LOG_SOCKET_FILE). */
 export const LOG_SOCKET_FILE = 'log.sock';
@@ -56,6 +65,8 @@ const LOG_DRAIN_GRACE_MS = 2_000;
 
 const NEWLINE = 0x0a;
 const CARRIAGE_RETURN = 0x0d;
+/** Characters a TabSeparated field must escape, besides the newline lines are split on; '\r' also ends a CRLF line. */
+const TSV_OR_CR = /[\t\r\\]/;
 
 /** Backs a cut position off to the start of a UTF-8 character so no character is split. */
 function utf8Boundary(buf: Buffer, cut: number): number {
@@ -131,9 +142,9 @@ export class RecentLines {
     this.#limit = limit;
   }
 
-  add(line: string): void {
-    this.#lines.push(line);
-    if (this.#lines.length > this.#limit) this.#lines.shift();
+  add(lines: readonly string[]): void {
+    for (let i = Math.max(0, lines.length - this.#limit); i < lines.length; i++) this.#lines.push(lines[i]);
+    if (this.#lines.length > this.#limit) this.#lines.splice(0, this.#lines.length - this.#limit);
   }
 
   toString(): string {
@@ -145,10 +156,10 @@ export class RecentLines {
  * Reads both streams of a container line by line until they end. Resolves when both ended
  * (the container stopped or was removed).
  */
-export function captureOutput(output: ContainerOutput, maxLineBytes: number, onLine: (line: CapturedLine) => void): Promise<void> {
+export function captureOutput(output: ContainerOutput, maxLineBytes: number, onLines: OnLines): Promise<void> {
   const follow = (stream: LogStream, readable: ContainerOutput['stdout']) =>
     new Promise<void>((resolve) => {
-      const splitter = new LineSplitter(maxLineBytes, (line, truncated) => onLine({ stream, line, truncated, timeMs: Date.now() }));
+      const splitter = new LineSplitter(maxLineBytes, (line, truncated) => onLines({ stream, lines: [line], truncated, tsvPlain: false, timeMs: Date.now() }));
       readable.on('data', (chunk: Buffer) => splitter.push(chunk));
       const done = () => {
         splitter.end();
@@ -172,7 +183,7 @@ interface CallStreams {
  */
 export class LogFrameReader {
   readonly #maxLineBytes: number;
-  readonly #onLine: (line: CapturedLine) => void;
+  readonly #onLines: OnLines;
   readonly #calls = new Map<string, CallStreams>();
   /** Header bytes of a frame split across chunks. */
   readonly #header = Buffer.alloc(FRAME_HEADER_BYTES + 255);
@@ -182,9 +193,9 @@ export class LogFrameReader {
   /** Payload bytes of the current frame still to come; -1 while reading a header. */
   #remaining = -1;
 
-  constructor(maxLineBytes: number, onLine: (line: CapturedLine) => void) {
+  constructor(maxLineBytes: number, onLines: OnLines) {
     this.#maxLineBytes = maxLineBytes;
-    this.#onLine = onLine;
+    this.#onLines = onLines;
   }
 
   push(chunk: Buffer): void {
@@ -192,6 +203,11 @@ export class LogFrameReader {
     while (at < chunk.length) {
       if (this.#remaining < 0) {
         at = this.#readHeader(chunk, at);
+        if (this.#remaining > 0 && at + this.#remaining <= chunk.length && this.#wholeLines(chunk, at, at + this.#remaining)) {
+          at += this.#remaining;
+          this.#remaining = -1;
+          this.#forgetIfIdle();
+        }
         continue;
       }
       const take = Math.min(this.#remaining, chunk.length - at);
@@ -203,6 +219,24 @@ export class LogFrameReader {
         this.#forgetIfIdle();
       }
     }
+  }
+
+  /**
+   * The fast path, for a frame whose payload is all in this chunk: when it holds only whole lines
+   * (it ends with a newline), none over the limit, none ending in '\r', and its call and stream
+   * hold no partial line, its lines go out together, decoded with one toString and one split
+   * instead of line by line. Returns false (nothing done) to leave the frame to the line splitter.
+   */
+  #wholeLines(chunk: Buffer, start: number, end: number): boolean {
+    if (this.#kind === 0 || chunk[end - 1] !== NEWLINE || end - start - 1 > this.#maxLineBytes) return false;
+    const stream: LogStream = this.#kind === FRAME_STDOUT ? 'stdout' : 'stderr';
+    const splitter = this.#calls.get(this.#callId)?.[stream];
+    if (splitter && !splitter.idle) return false;
+    const text = chunk.toString('utf8', start, end - 1);
+    const tsvPlain = !TSV_OR_CR.test(text);
+    if (!tsvPlain && text.includes('\r')) return false;
+    this.#onLines({ stream, lines: text.split('\n'), truncated: false, tsvPlain, timeMs: Date.now(), callId: this.#callId });
+    return true;
   }
 
   /**
@@ -279,7 +313,7 @@ export class LogFrameReader {
     }
     let splitter = streams[stream];
     if (!splitter) {
-      splitter = new LineSplitter(this.#maxLineBytes, (line, truncated) => this.#onLine({ stream, line, truncated, timeMs: Date.now(), callId }));
+      splitter = new LineSplitter(this.#maxLineBytes, (line, truncated) => this.#onLines({ stream, lines: [line], truncated, tsvPlain: false, timeMs: Date.now(), callId }));
       streams[stream] = splitter;
     }
     return splitter;
@@ -305,13 +339,14 @@ export class LineAttribution {
   /** Invocations seen on this container, oldest first: where their late lines go. */
   readonly #known = new Map<string, InvocationRef>();
 
-  resolve(captured: CapturedLine, current: InvocationRef | undefined): { invocationId: string; route: TelemetryRoute | undefined } {
+  /** `callId`: the lines' (CapturedLines.callId). */
+  resolve(callId: string | undefined, current: InvocationRef | undefined): { invocationId: string; route: TelemetryRoute | undefined } {
     if (current && !this.#known.has(current.id)) {
       if (this.#known.size >= MAX_KNOWN_INVOCATIONS) this.#known.delete(this.#known.keys().next().value as string);
       this.#known.set(current.id, current);
     }
-    if (captured.callId === undefined) return { invocationId: current?.id ?? '', route: current?.route };
-    return { invocationId: captured.callId, route: this.#known.get(captured.callId)?.route ?? current?.route };
+    if (callId === undefined) return { invocationId: current?.id ?? '', route: current?.route };
+    return { invocationId: callId, route: this.#known.get(callId)?.route ?? current?.route };
   }
 }
 
@@ -329,11 +364,11 @@ export class LogSocket {
   }
 
   /** Listens on `<iofsDir>/LOG_SOCKET_FILE`. */
-  static async open(iofsDir: string, maxLineBytes: number, onLine: (line: CapturedLine) => void): Promise<LogSocket> {
+  static async open(iofsDir: string, maxLineBytes: number, onLines: OnLines): Promise<LogSocket> {
     const server = net.createServer();
     const socket = new LogSocket(server);
     server.maxConnections = MAX_LOG_CONNECTIONS;
-    server.on('connection', (connection) => socket.#follow(connection, maxLineBytes, onLine));
+    server.on('connection', (connection) => socket.#follow(connection, maxLineBytes, onLines));
     const file = path.join(iofsDir, LOG_SOCKET_FILE);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -347,9 +382,9 @@ export class LogSocket {
     return socket;
   }
 
-  #follow(connection: net.Socket, maxLineBytes: number, onLine: (line: CapturedLine) => void): void {
+  #follow(connection: net.Socket, maxLineBytes: number, onLines: OnLines): void {
     this.#connections.add(connection);
-    const reader = new LogFrameReader(maxLineBytes, onLine);
+    const reader = new LogFrameReader(maxLineBytes, onLines);
     connection.on('data', (chunk: Buffer) => {
       try {
         reader.push(chunk);
@@ -387,21 +422,21 @@ export class ContainerLogs {
   readonly attribution = new LineAttribution();
   readonly #socket: LogSocket;
   readonly #maxLineBytes: number;
-  readonly #onLine: (line: CapturedLine) => void;
+  readonly #onLines: OnLines;
 
-  private constructor(socket: LogSocket, maxLineBytes: number, onLine: (line: CapturedLine) => void) {
+  private constructor(socket: LogSocket, maxLineBytes: number, onLines: OnLines) {
     this.#socket = socket;
     this.#maxLineBytes = maxLineBytes;
-    this.#onLine = onLine;
+    this.#onLines = onLines;
   }
 
-  static async open(iofsDir: string, maxLineBytes: number, onLine: (line: CapturedLine) => void): Promise<ContainerLogs> {
-    return new ContainerLogs(await LogSocket.open(iofsDir, maxLineBytes, onLine), maxLineBytes, onLine);
+  static async open(iofsDir: string, maxLineBytes: number, onLines: OnLines): Promise<ContainerLogs> {
+    return new ContainerLogs(await LogSocket.open(iofsDir, maxLineBytes, onLines), maxLineBytes, onLines);
   }
 
   /** Reads the container's Docker attach stream too (output that bypassed the log socket). */
   follow(output: ContainerOutput): void {
-    void captureOutput(output, this.#maxLineBytes, this.#onLine);
+    void captureOutput(output, this.#maxLineBytes, this.#onLines);
   }
 
   close(): void {

@@ -2,12 +2,13 @@
  * Batches log lines (LOGS) and container events (EVENTS) per gateway connection: a batch leaves
  * every FLUSH_INTERVAL_MS, or at once when it reaches MAX_BATCH_LINES. Each line and event goes
  * to the gateway of the invocation it belongs to, which records it.
- * Hot path (line): a line becomes its storage row text at once (bus/log-rows.ts), so a batch is
- * a list of strings joined into the LOGS body once, with nothing per line left to encode.
+ * Hot path (lines): lines become their storage rows' text at once (bus/log-rows.ts), a frame's
+ * lines together, so a batch is a list of strings joined into the LOGS body once, with nothing
+ * per line left to encode.
  */
 import { randomBytes } from 'node:crypto';
 import diagnostics from 'node:diagnostics_channel';
-import { LOG_ROW_COLUMNS, LogRowEncoder, MessageType, type ContainerEvent, type ContainerEventKind, type HeaderOf, type LogLine, type LogsHeader } from '../bus/index.ts';
+import { LOG_ROW_COLUMNS, LogRowEncoder, MessageType, type ContainerEvent, type ContainerEventKind, type HeaderOf, type LogLines, type LogsHeader } from '../bus/index.ts';
 
 const FLUSH_INTERVAL_MS = 100;
 const MAX_BATCH_LINES = 500;
@@ -24,8 +25,10 @@ export function containerEventChannel(kind: ContainerEventKind): string {
 }
 
 interface Batch {
-  /** Rows of the LOGS body, each with its newline. */
-  lines: string[];
+  /** Rows of the LOGS body, each with its newline, several to a string. */
+  rows: string[];
+  /** How many rows `rows` holds. */
+  lines: number;
   events: ContainerEvent[];
 }
 
@@ -48,16 +51,17 @@ export class TelemetryBatcher {
   #batch(route: TelemetryRoute): Batch {
     let batch = this.#batches.get(route);
     if (!batch) {
-      batch = { lines: [], events: [] };
+      batch = { rows: [], lines: 0, events: [] };
       this.#batches.set(route, batch);
     }
     return batch;
   }
 
-  line(route: TelemetryRoute, line: LogLine): void {
+  lines(route: TelemetryRoute, lines: LogLines): void {
     const batch = this.#batch(route);
-    batch.lines.push(this.#rows.encode(line));
-    if (batch.lines.length >= MAX_BATCH_LINES) this.#flushLines(route, batch);
+    batch.rows.push(this.#rows.encodeLines(lines));
+    batch.lines += lines.lines.length;
+    if (batch.lines >= MAX_BATCH_LINES) this.#flushLines(route, batch);
   }
 
   /** Records a container event (also published on its diagnostics channel). */
@@ -71,10 +75,11 @@ export class TelemetryBatcher {
   }
 
   #flushLines(route: TelemetryRoute, batch: Batch): void {
-    if (batch.lines.length === 0) return;
-    const lines = batch.lines;
-    batch.lines = [];
-    if (!route.send(MessageType.LOGS, LOGS_HEADER, Buffer.from(lines.join(''), 'utf8'))) this.dropped += lines.length;
+    if (batch.lines === 0) return;
+    const { rows, lines } = batch;
+    batch.rows = [];
+    batch.lines = 0;
+    if (!route.send(MessageType.LOGS, LOGS_HEADER, Buffer.from(rows.join(''), 'utf8'))) this.dropped += lines;
   }
 
   #flushEvents(route: TelemetryRoute, batch: Batch): void {
@@ -89,7 +94,7 @@ export class TelemetryBatcher {
     for (const [route, batch] of this.#batches) {
       this.#flushEvents(route, batch);
       this.#flushLines(route, batch);
-      if (batch.lines.length === 0 && batch.events.length === 0) this.#batches.delete(route);
+      if (batch.lines === 0 && batch.events.length === 0) this.#batches.delete(route);
     }
   }
 

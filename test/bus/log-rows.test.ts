@@ -48,6 +48,24 @@ describe('LOGS body rows', () => {
     );
   });
 
+  it('writes lines read together as the same rows as line by line, plain lines as they are', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.string({ unit: 'binary' }), { minLength: 1, maxLength: 12 }),
+        fc.string(),
+        fc.constantFrom('stdout' as const, 'stderr' as const),
+        (texts, invocationId, stream) => {
+          const plain = texts.every((t) => !/[\t\n\r\\]/.test(t));
+          const block = { invocationId, function: 'fn', containerId: 'c-1', timeMs: 1_790_000_000_000, stream, lines: texts, truncated: false };
+          const together = new LogRowEncoder('blk').encodeLines({ ...block, tsvPlain: plain });
+          const single = new LogRowEncoder('blk');
+          expect(together).toBe(texts.map((text) => single.encode({ ...block, line: text })).join(''));
+          expect(decodeLogRows(Buffer.from(together)).map((r) => r.line)).toEqual(texts);
+        },
+      ),
+    );
+  });
+
   it('refuses an id prefix that could break a row, and a body that does not end its last row', () => {
     expect(() => new LogRowEncoder('a\tb')).toThrow(/id prefix/);
     expect(() => new LogRowEncoder('')).toThrow(/id prefix/);

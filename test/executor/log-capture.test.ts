@@ -7,9 +7,11 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TelemetryRoute } from '../../executor/telemetry.ts';
-import { LineAttribution, LineSplitter, LogFrameReader, LogSocket, LOG_SOCKET_FILE, type CapturedLine } from '../../executor/log-capture.ts';
+import { LineAttribution, LineSplitter, LogFrameReader, LogSocket, LOG_SOCKET_FILE } from '../../executor/log-capture.ts';
+import { eachLine, type CapturedLine } from './captured-lines.ts';
 import { ExecutorHarness } from './harness.ts';
 
 function split(chunks: Array<string | Buffer>, maxBytes = 16): Array<[string, boolean]> {
@@ -71,7 +73,9 @@ function frame(kind: number, callId: string, payload: string | Buffer = ''): Buf
 
 function read(chunks: Buffer[], maxLineBytes = 64): Array<Omit<CapturedLine, 'timeMs'>> {
   const out: Array<Omit<CapturedLine, 'timeMs'>> = [];
-  const reader = new LogFrameReader(maxLineBytes, ({ timeMs: _timeMs, ...line }) => out.push(line));
+  const reader = new LogFrameReader(maxLineBytes, (captured) => {
+    for (const { timeMs: _timeMs, ...line } of eachLine(captured)) out.push(line);
+  });
   for (const chunk of chunks) reader.push(chunk);
   reader.end();
   return out;
@@ -108,6 +112,31 @@ describe('log socket frames', () => {
     }
   });
 
+  it('hands a frame of whole lines over at once, and reads any frames the same in one chunk as byte by byte', () => {
+    const blocks: number[] = [];
+    const reader = new LogFrameReader(64, (captured) => blocks.push(captured.lines.length));
+    reader.push(Buffer.concat([frame(STDOUT, 'c', 'one\ntwo\nthree\n'), frame(STDERR, 'c', 'tab\there\n')]));
+    expect(blocks).toEqual([3, 1]);
+    const part = fc.oneof(fc.string(), fc.constantFrom('\n', '\r\n', '\t', '\\', 'é', 'x'.repeat(70)));
+    const frames = fc.array(
+      fc.record({ kind: fc.constantFrom(STDOUT, STDERR, CALL_END), callId: fc.constantFrom('', 'a', 'b'), payload: fc.array(part, { maxLength: 6 }).map((p) => p.join('')) }),
+      { maxLength: 12 },
+    );
+    fc.assert(
+      fc.property(frames, (list) => {
+        const bytes = Buffer.concat(list.map((f) => frame(f.kind, f.callId, f.kind === CALL_END ? '' : f.payload)));
+        const byteByByte = read([...bytes].map((b) => Buffer.from([b])));
+        expect(read([bytes])).toEqual(byteByByte);
+        const plainBlocks: string[][] = [];
+        const whole = new LogFrameReader(64, (captured) => {
+          if (captured.tsvPlain) plainBlocks.push(captured.lines);
+        });
+        whole.push(bytes);
+        for (const text of plainBlocks.flat()) expect(text).not.toMatch(/[\t\n\r\\]/);
+      }),
+    );
+  });
+
   it('emits the partial lines left when the connection ends', () => {
     expect(read([frame(STDOUT, 'c', 'no newline'), frame(STDERR, '', 'neither')])).toEqual([
       { stream: 'stdout', line: 'no newline', truncated: false, callId: 'c' },
@@ -126,29 +155,28 @@ describe('log socket frames', () => {
 describe('which invocation a line belongs to', () => {
   const route: TelemetryRoute = { send: () => true };
   const other: TelemetryRoute = { send: () => true };
-  const line = (callId?: string): CapturedLine => ({ stream: 'stdout', line: 'x', truncated: false, timeMs: 0, callId });
 
   it('takes the call id the container gives, routed to the gateway of that invocation when this container ran it', () => {
     const attribution = new LineAttribution();
     const a = { id: 'inv-a', route };
     const b = { id: 'inv-b', route: other };
-    expect(attribution.resolve(line('inv-a'), a)).toEqual({ invocationId: 'inv-a', route });
+    expect(attribution.resolve('inv-a', a)).toEqual({ invocationId: 'inv-a', route });
     // inv-a ended, inv-b runs now: inv-a's late lines still go to inv-a and its gateway.
-    expect(attribution.resolve(line('inv-a'), b)).toEqual({ invocationId: 'inv-a', route });
+    expect(attribution.resolve('inv-a', b)).toEqual({ invocationId: 'inv-a', route });
     // A call this container never ran (its lines stay under this function): the current gateway.
-    expect(attribution.resolve(line('inv-z'), b)).toEqual({ invocationId: 'inv-z', route: other });
+    expect(attribution.resolve('inv-z', b)).toEqual({ invocationId: 'inv-z', route: other });
   });
 
   it('gives attach lines (no call id) to the invocation running now', () => {
     const attribution = new LineAttribution();
-    expect(attribution.resolve(line(undefined), { id: 'inv-b', route: other })).toEqual({ invocationId: 'inv-b', route: other });
+    expect(attribution.resolve(undefined, { id: 'inv-b', route: other })).toEqual({ invocationId: 'inv-b', route: other });
   });
 
   it('keeps lines printed outside any call with no invocation', () => {
     const attribution = new LineAttribution();
-    expect(attribution.resolve(line(''), { id: 'inv-a', route })).toEqual({ invocationId: '', route });
-    expect(attribution.resolve(line(''), undefined)).toEqual({ invocationId: '', route: undefined });
-    expect(attribution.resolve(line(undefined), undefined)).toEqual({ invocationId: '', route: undefined });
+    expect(attribution.resolve('', { id: 'inv-a', route })).toEqual({ invocationId: '', route });
+    expect(attribution.resolve('', undefined)).toEqual({ invocationId: '', route: undefined });
+    expect(attribution.resolve(undefined, undefined)).toEqual({ invocationId: '', route: undefined });
   });
 });
 
@@ -169,7 +197,7 @@ describe('the log socket', () => {
 
   it('reads frames from a world-writable socket in the iofs directory and cuts a connection that sends a malformed one', async () => {
     const lines: CapturedLine[] = [];
-    const socket = await LogSocket.open(dir, 4096, (l) => lines.push(l));
+    const socket = await LogSocket.open(dir, 4096, (captured) => lines.push(...eachLine(captured)));
     try {
       const { mode } = await import('node:fs/promises').then((fs) => fs.stat(path.join(dir, LOG_SOCKET_FILE)));
       expect(mode & 0o777).toBe(0o666);

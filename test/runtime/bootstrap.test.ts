@@ -10,7 +10,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LogSocket, type CapturedLine } from '../../executor/log-capture.ts';
+import { LogSocket } from '../../executor/log-capture.ts';
+import { eachLine, type CapturedLine } from '../executor/captured-lines.ts';
 import { BOOTSTRAP_SOURCE, LISTENER_FILE } from '../../executor/runtime/index.ts';
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/functions/', import.meta.url));
@@ -319,7 +320,7 @@ describe('the bootstrap sending output over the executor log socket', () => {
   async function withLogSocket(handler: string, env: Record<string, string> = {}): Promise<{ b: Bootstrapped; lines: CapturedLine[] }> {
     const lines: CapturedLine[] = [];
     const b = await runBootstrap(handler, env, true, async (dir) => {
-      sockets.push(await LogSocket.open(dir, 64, (line) => lines.push(line)));
+      sockets.push(await LogSocket.open(dir, 64, (captured) => lines.push(...eachLine(captured))));
     });
     return { b, lines };
   }
