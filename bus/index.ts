@@ -13,7 +13,7 @@ export { generateCurveKeyPair, isCurveKey, z85Encode, ZapAuthenticator } from '.
 export type { CurveKeyPair, CurveServerOptions, CurveClientOptions } from './curve.ts';
 export { encodeFrames, decodeFrames, FrameError } from './frames.ts';
 export { MessageType, MESSAGE_TYPE_NAMES } from './messages.ts';
-export { LOG_ROW_COLUMNS, LogRowEncoder, countLogRows, decodeLogRows, tsvField } from './log-rows.ts';
+export { LOG_ROW_COLUMNS, LogRowEncoder, countLogRows, decodeLogRows } from './log-rows.ts';
 export type { DecodedLogRow, LogLines } from './log-rows.ts';
 export type {
   BusMessage,

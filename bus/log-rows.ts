@@ -8,6 +8,7 @@
  * Hot path: one template string per line; lines read together (one frame's) share their leading
  * fields, and when the reader found none needing escapes, the escaping check too.
  */
+import { tsvField, tsvUnescape } from '../tsv.ts';
 import type { LogLine, LogStream } from './messages.ts';
 
 /** The columns of a LOGS body's rows, in order: the storage `logs` table's (a test keeps them equal). */
@@ -24,21 +25,6 @@ export interface LogLines extends Omit<LogLine, 'line'> {
 export interface DecodedLogRow extends LogLine {
   seq: number;
   lineId: string;
-}
-
-const TSV_SPECIAL = /[\t\n\r\\]/;
-const TSV_SPECIAL_ALL = /[\t\n\r\\]/g;
-const TSV_ESCAPES: Readonly<Record<string, string>> = { '\t': '\\t', '\n': '\\n', '\r': '\\r', '\\': '\\\\' };
-const TSV_ESCAPED = /\\(.)/g;
-const TSV_UNESCAPES: Readonly<Record<string, string>> = { t: '\t', n: '\n', r: '\r', '\\': '\\', '0': '\0', b: '\b', f: '\f', "'": "'" };
-
-/**
- * A text value as a TabSeparated field: ClickHouse reads these four escapes back. Every text field
- * is escaped, the call id too: a container claims its own call ids, and a tab in one must not
- * shift the row's columns.
- */
-export function tsvField(value: string): string {
-  return TSV_SPECIAL.test(value) ? value.replace(TSV_SPECIAL_ALL, (c) => TSV_ESCAPES[c]) : value;
 }
 
 /** Writes log lines as LOGS body rows; one per executor, so `line_id`s never repeat. */
@@ -62,7 +48,10 @@ export class LogRowEncoder {
     return this.encodeLines({ ...l, lines: [l.line], tsvPlain: false });
   }
 
-  /** One row per line, each with its newline, in one string. */
+  /**
+   * One row per line, each with its newline, in one string. Every text field is escaped, the call
+   * id too: a container claims its own call ids, and a tab in one must not shift the row's columns.
+   */
   encodeLines(l: LogLines): string {
     const time = Number.isFinite(l.timeMs) && l.timeMs > 0 ? Math.trunc(l.timeMs) : 0;
     if (l.invocationId !== this.#lastInvocationId || l.function !== this.#lastFunction || l.containerId !== this.#lastContainerId) {
@@ -81,10 +70,6 @@ export class LogRowEncoder {
     }
     return rows;
   }
-}
-
-function unescapeField(field: string): string {
-  return field.includes('\\') ? field.replace(TSV_ESCAPED, (_, c: string) => TSV_UNESCAPES[c] ?? c) : field;
 }
 
 /** The number of rows in a LOGS body: one newline ends each (values have theirs escaped). */
@@ -106,14 +91,14 @@ export function decodeLogRows(body: Uint8Array): DecodedLogRow[] {
       const f = line.split('\t');
       if (f.length !== LOG_ROW_COLUMNS.length) throw new TypeError(`LOGS row ${i + 1} has ${f.length} fields, not ${LOG_ROW_COLUMNS.length}`);
       return {
-        invocationId: unescapeField(f[0]),
-        function: unescapeField(f[1]),
-        containerId: unescapeField(f[2]),
+        invocationId: tsvUnescape(f[0]),
+        function: tsvUnescape(f[1]),
+        containerId: tsvUnescape(f[2]),
         timeMs: Number(f[3]),
         seq: Number(f[4]),
-        lineId: unescapeField(f[5]),
+        lineId: tsvUnescape(f[5]),
         stream: f[6] as LogStream,
-        line: unescapeField(f[7]),
+        line: tsvUnescape(f[7]),
         truncated: f[8] === '1',
       };
     });

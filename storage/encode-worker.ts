@@ -14,6 +14,7 @@
 import { deserialize } from 'node:v8';
 import { workerData } from 'node:worker_threads';
 import { gunzipSync, gzipSync } from 'node:zlib';
+import { tsvField } from '../tsv.ts';
 import type { EncodedBatch } from './backend.ts';
 import type { EncoderWorkerData, HandOff } from './encoder.ts';
 import { encodeRow, fromTuple, TUPLE_FIELDS } from './rows.ts';
@@ -58,15 +59,6 @@ const LAYOUT = new Map<TableName, Layout>(
   TABLE_NAMES.map((t) => [t, { names: columnNames(t), strings: TABLES[t].columns.map(([, type]) => (type as ColumnType) === 'String') }]),
 );
 
-const TSV_SPECIAL = /[\t\n\r\\]/;
-const TSV_SPECIAL_ALL = /[\t\n\r\\]/g;
-const TSV_ESCAPES: Readonly<Record<string, string>> = { '\t': '\\t', '\n': '\\n', '\r': '\\r', '\\': '\\\\' };
-
-/** A String value as a TabSeparated field: ClickHouse reads these four escapes back. */
-function tsvString(value: string): string {
-  return TSV_SPECIAL.test(value) ? value.replace(TSV_SPECIAL_ALL, (c) => TSV_ESCAPES[c]) : value;
-}
-
 function compressed(raw: Buffer, rows: number, gzip: boolean, batch: Pick<EncodedBatch, 'format' | 'columns'>): EncodedBatch {
   return { format: batch.format, columns: batch.columns, body: gzip ? gzipSync(raw, { level: GZIP_LEVEL }) : raw, gzip, rows, rawBytes: raw.length };
 }
@@ -96,7 +88,7 @@ function encodeChunk(table: TableName, chunk: Uint8Array, refused: RefusedRow[])
       for (let c = 0; c < names.length; c++) {
         const value = row[names[c]];
         // The codecs give every column a value; a missing one (a codec lagging the schema) is the column's default.
-        line[c] = value === undefined ? (strings[c] ? '' : '0') : strings[c] ? tsvString(String(value)) : String(value);
+        line[c] = value === undefined ? (strings[c] ? '' : '0') : strings[c] ? tsvField(String(value)) : String(value);
       }
     } catch (err) {
       refused.push({ row: preview(tuple), error: err instanceof Error ? err.message : String(err) });

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { countLogRows, decodeLogRows, LOG_ROW_COLUMNS, LogRowEncoder, tsvField, type LogLine } from '../../bus/index.ts';
+import { countLogRows, decodeLogRows, LOG_ROW_COLUMNS, LogRowEncoder, type LogLine } from '../../bus/index.ts';
+import { tsvField } from '../../tsv.ts';
 import { columnNames } from '../../storage/schema.ts';
 
 const line = (overrides: Partial<LogLine> = {}): LogLine => ({
