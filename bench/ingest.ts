@@ -27,7 +27,7 @@ import { LOG_ROW_COLUMNS, LogRowEncoder } from '../bus/index.ts';
 import { knobInt, knobList } from './knobs.ts';
 import { generatorCpu, writeResult } from './results.ts';
 import { logger, ROOT } from './skiff.ts';
-import { describeLogging, LOGGING_SETTINGS, loggingOnOff } from './logging-overhead.ts';
+import { describeLogging, LOGGING_SETTINGS, loggingOnOff, loggingResultRows } from './logging-overhead.ts';
 
 const ROWS = knobInt('BENCH_INGEST_ROWS', 500_000);
 const BATCHES = knobList('BENCH_INGEST_BATCHES', [1_000, 10_000, 100_000]);
@@ -208,8 +208,7 @@ async function main(): Promise<void> {
     table: { headers, rows: tableRows },
     rows: [
       ...points.map((p) => ({ part: 'ingest' as const, ...p })),
-      ...logging.rows.map(({ runs: _runs, ...row }) => ({ part: 'warm-invoke saturated' as const, ...row, pairedP99Ratio: logging.pairedP99Ratio })),
-      ...logging.fixedRates.flatMap((f) => f.rows.map(({ runs: _runs, ...row }) => ({ part: 'warm-invoke fixed rate' as const, ...row, pairedP99Ratio: f.pairedP99Ratio }))),
+      ...loggingResultRows(logging, { saturated: 'warm-invoke saturated', fixedRate: 'warm-invoke fixed rate' }),
     ],
   });
   log(`wrote ${file}`);

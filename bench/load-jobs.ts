@@ -13,6 +13,8 @@ export interface LoadTarget {
   body: Buffer;
 }
 
+import type { Distribution } from './stats.ts';
+
 /** Latency percentiles in microseconds, from a µs-resolution HDR histogram. */
 export interface LatencyUs {
   p50: number;
@@ -40,6 +42,8 @@ export interface DurationJob {
   durationS: number;
   /** When set, each request goes to the next of these paths in turn (shared across connections). */
   roundRobinPaths?: string[];
+  /** Also answer with the latency distribution (to pool runs: bench/stats.ts pooledPercentile). */
+  keepDistribution?: boolean;
 }
 
 /** `count` requests sent at once on `count` connections. */
@@ -60,6 +64,8 @@ export interface ScheduleJob {
   body: Buffer;
   calls: Array<{ atMs: number; path: string }>;
   timeoutMs: number;
+  /** Also answer with the latency distribution (to pool runs: bench/stats.ts pooledPercentile). */
+  keepDistribution?: boolean;
 }
 
 export type LoadJob = DurationJob | BurstJob | ScheduleJob;
@@ -75,6 +81,8 @@ export interface DurationResult {
   errorMessages: string[];
   durationS: number;
   generator: GeneratorCost;
+  /** Latencies of the 2xx responses in µs, when the job asked (keepDistribution). */
+  latencyDistribution?: Distribution;
 }
 
 export interface BurstResult {
@@ -99,6 +107,8 @@ export interface ScheduleResult {
   maxSendLagMs: number;
   wallMs: number;
   generator: GeneratorCost;
+  /** Latencies of the 2xx responses in µs, when the job asked (keepDistribution). */
+  latencyDistribution?: Distribution;
 }
 
 export type LoadResult = DurationResult | BurstResult | ScheduleResult;

@@ -8,6 +8,7 @@
 import autocannon from 'autocannon';
 import * as hdr from 'hdr-histogram-js';
 import { Agent, request } from 'undici';
+import { distributionOf } from './stats.ts';
 import type { BurstJob, BurstResult, DurationJob, DurationResult, GeneratorCost, LatencyUs, LoadJob, LoadResult, ScheduleJob, ScheduleResult, WorkerReply } from './load-jobs.ts';
 
 /** One hour in µs: anything slower is clamped (and is a failure of its own anyway). */
@@ -20,8 +21,11 @@ function newHistogram(): Histogram {
   return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: HIGHEST_TRACKABLE_US, numberOfSignificantValueDigits: 3 });
 }
 
-function recordMs(histogram: Histogram, ms: number): void {
-  histogram.recordValue(Math.min(HIGHEST_TRACKABLE_US, Math.max(1, Math.round(ms * 1000))));
+/** Records one latency; `kept` also collects it when the job asked for its distribution. */
+function recordMs(histogram: Histogram, ms: number, kept?: number[]): void {
+  const us = Math.min(HIGHEST_TRACKABLE_US, Math.max(1, Math.round(ms * 1000)));
+  histogram.recordValue(us);
+  kept?.push(us);
 }
 
 function latencies(histogram: Histogram): LatencyUs {
@@ -49,6 +53,7 @@ async function metered<T>(work: () => Promise<T>): Promise<{ value: T; generator
 
 async function runDuration(job: DurationJob): Promise<DurationResult> {
   const histogram = newHistogram();
+  const kept = job.keepDistribution ? [] : undefined;
   const paths = job.roundRobinPaths;
   let next = 0;
   const errorMessages = new Set<string>();
@@ -71,7 +76,7 @@ async function runDuration(job: DurationJob): Promise<DurationResult> {
           (err, res) => (err ? reject(err) : resolve(res)),
         );
         instance.on('response', (_client, statusCode, _bytes, responseTimeMs) => {
-          if (statusCode >= 200 && statusCode < 300) recordMs(histogram, responseTimeMs);
+          if (statusCode >= 200 && statusCode < 300) recordMs(histogram, responseTimeMs, kept);
         });
         instance.on('reqError', (err: Error) => {
           if (errorMessages.size < MAX_ERROR_MESSAGES) errorMessages.add(err.message);
@@ -88,6 +93,7 @@ async function runDuration(job: DurationJob): Promise<DurationResult> {
     errorMessages: [...errorMessages],
     durationS: result.duration,
     generator,
+    ...(kept ? { latencyDistribution: distributionOf(kept) } : {}),
   };
   histogram.destroy();
   return out;
@@ -138,6 +144,7 @@ async function runBurst(job: BurstJob): Promise<BurstResult> {
 
 async function runSchedule(job: ScheduleJob): Promise<ScheduleResult> {
   const histogram = newHistogram();
+  const kept = job.keepDistribution ? [] : undefined;
   const statuses: Record<string, number> = {};
   let errors = 0;
   let maxSendLagMs = 0;
@@ -156,7 +163,7 @@ async function runSchedule(job: ScheduleJob): Promise<ScheduleResult> {
           .then(async (res) => {
             await res.body.dump();
             statuses[res.statusCode] = (statuses[res.statusCode] ?? 0) + 1;
-            if (res.statusCode >= 200 && res.statusCode < 300) recordMs(histogram, performance.now() - sentAt);
+            if (res.statusCode >= 200 && res.statusCode < 300) recordMs(histogram, performance.now() - sentAt, kept);
           })
           .catch(() => {
             errors++;
@@ -168,6 +175,7 @@ async function runSchedule(job: ScheduleJob): Promise<ScheduleResult> {
   });
   await dispatcher.close();
   const out: ScheduleResult = { kind: 'schedule', latencyUs: latencies(histogram), statuses, errors, maxSendLagMs: Number(maxSendLagMs.toFixed(1)), wallMs: Math.round(wallMs), generator };
+  if (kept) out.latencyDistribution = distributionOf(kept);
   histogram.destroy();
   return out;
 }

@@ -11,11 +11,15 @@
  *   throughput, each call sent at its time: the latency a call sees at that load. The load
  *   generator shares the 2 cores, so 50 % of the saturated rate already keeps them well busy,
  *   and there the added CPU of logging shows in the tail as queueing.
- * Runs are interleaved (off/on, then on/off, ...) so machine load hits both alike. Each figure is
- * the median of the runs; the verdict's ratio is the median of the per-round ratios (on / off of
- * the same round: on a machine whose speed drifts, a round's two runs share its conditions),
- * printed beside the ratio of the medians. After the runs it waits until storage holds every line
- * printed, so a path that drops lines fails.
+ * Each round runs three deployments of the function in turn, in a rotating order so machine load
+ * hits all alike: logging off, logging on, and logging off again (an A/A control: a second,
+ * identical deployment). The verdict's ratio is the median over rounds of (on p99 / off p99) of
+ * the same round (on a machine whose speed drifts, a round's runs share its conditions, and one
+ * round a stall spoiled moves a median little), with a bootstrap interval over rounds; the
+ * control's off / off ratio and interval, measured the same way, show how far this machine's
+ * noise alone moves the figure. The pooled ratio (the p99 of every call of a mode over all
+ * rounds) is printed too. The table's figures are medians of the runs.
+ * After the runs it waits until storage holds every line printed, so a path that drops lines fails.
  *
  * Knobs: BENCH_DURATION_S (4), BENCH_RUNS (8), BENCH_CONNECTIONS (16), BENCH_FIXED_RATE_PERCENTS (25,50).
  * Writes bench/results/logging-overhead.json. bench/ingest.ts runs the same part (loggingOnOff).
@@ -33,7 +37,7 @@ import { knobInt, knobList } from './knobs.ts';
 import { LoadGenerator, type DurationResult, type ScheduleResult } from './load.ts';
 import { generatorCpu, writeResult } from './results.ts';
 import { GatewayClient, logger, startSkiff } from './skiff.ts';
-import { formatSpread, spread, spreadOf, type Spread } from './stats.ts';
+import { formatSpread, medianRatioInterval, pooledRatioInterval, spreadOf, type Distribution, type RatioInterval, type Spread } from './stats.ts';
 
 const DURATION_S = knobInt('BENCH_DURATION_S', 4);
 const RUNS = knobInt('BENCH_RUNS', 8);
@@ -65,8 +69,17 @@ export default async function handler(request, context) {
 
 export const CPU_PARTS = ['gateway+storage', 'executor', 'dockerd', 'containerd', 'function containers'] as const;
 
+/** The three deployments a round runs: logging off, on, and off again (the A/A control). */
+const MODES = ['off', 'on', 'control'] as const;
+export type LoggingMode = (typeof MODES)[number];
+const FUNCTION_OF: Record<LoggingMode, string> = { off: 'log-off', on: 'log-on', control: 'log-off-control' };
+/** A round's order: rotated each round, so no mode always runs first (just after a switch) or last. */
+const roundOrder = (round: number): LoggingMode[] => MODES.map((_, i) => MODES[(i + round) % MODES.length]);
+/** The bootstrap interval's confidence. */
+const CONFIDENCE = 0.9;
+
 export interface LoggingRow {
-  logging: 'off' | 'on';
+  logging: LoggingMode;
   requestsPerSec: Spread;
   p50Us: Spread;
   p99Us: Spread;
@@ -78,7 +91,7 @@ export interface LoggingRow {
 
 /** The fixed-rate runs of one mode at one rate. */
 export interface FixedRateRow {
-  logging: 'off' | 'on';
+  logging: LoggingMode;
   /** The rate as a share of the logging-off saturated throughput. */
   percentOfSaturated: number;
   requestsPerSec: number;
@@ -88,12 +101,22 @@ export interface FixedRateRow {
   runs: ScheduleResult[];
 }
 
+/** How p99 with logging on compares with logging off, and what noise alone does to the figure. */
+export interface P99Verdict {
+  /** Median over rounds of (on p99 / off p99) of the same round, with its bootstrap interval: the verdict. */
+  onOff: RatioInterval;
+  /** The A/A control: the same for the second logging-off deployment over the first. */
+  control: RatioInterval;
+  /** p99 of every on call over p99 of every off call, with its interval. */
+  pooledOnOff: RatioInterval;
+}
+
 export interface LoggingResult {
   rows: LoggingRow[];
-  /** Median over rounds of (on p99 / off p99) of the same round, saturated. */
-  pairedP99Ratio: number;
-  /** Per fixed rate: the off and on rows, and the median over rounds of (on p99 / off p99). */
-  fixedRates: Array<{ percentOfSaturated: number; rows: FixedRateRow[]; pairedP99Ratio: number }>;
+  /** Saturated. */
+  p99: P99Verdict;
+  /** Per fixed rate: the rows of each mode and the verdict. */
+  fixedRates: Array<{ percentOfSaturated: number; rows: FixedRateRow[]; p99: P99Verdict }>;
   /** Log rows storage wrote, and how many the calls with logging on printed. */
   logRowsStored: number;
   logRowsPrinted: number;
@@ -164,30 +187,30 @@ export async function loggingOnOff(): Promise<LoggingResult> {
     // closed loop's connections, and a scale-up (cold starts on these 2 cores) would be measured
     // instead of logging.
     const limits = { concurrency: Math.max(CONNECTIONS, CONTAINER_CONCURRENCY), memoryMB: 256 };
-    await client.json('PUT', '/system/functions/log-off', { code, handler: 'index.mjs', env: { LINES: '0' }, limits });
-    await client.json('PUT', '/system/functions/log-on', { code, handler: 'index.mjs', env: { LINES: String(LOG_LINES_PER_CALL) }, limits });
-    const runs: Record<'off' | 'on', DurationResult[]> = { off: [], on: [] };
-    const cpuMs: Record<'off' | 'on', Map<string, number>> = { off: new Map(), on: new Map() };
+    const lines: Record<LoggingMode, number> = { off: 0, on: LOG_LINES_PER_CALL, control: 0 };
+    for (const mode of MODES) await client.json('PUT', `/system/functions/${FUNCTION_OF[mode]}`, { code, handler: 'index.mjs', env: { LINES: String(lines[mode]) }, limits });
+    const runs: Record<LoggingMode, DurationResult[]> = { off: [], on: [], control: [] };
+    const cpuMs: Record<LoggingMode, Map<string, number>> = { off: new Map(), on: new Map(), control: new Map() };
     const skiffPid = skiff.process.pid ?? -1;
-    const target = (name: string) => ({ url: `${skiff.url}/function/${name}`, method: 'POST' as const, headers: { 'content-type': 'text/plain' }, body: Buffer.from('hello') });
+    const target = (mode: LoggingMode) => ({ url: `${skiff.url}/function/${FUNCTION_OF[mode]}`, method: 'POST' as const, headers: { 'content-type': 'text/plain' }, body: Buffer.from('hello') });
     let okCallsOn = 0;
-    for (const name of ['log-off', 'log-on']) {
+    for (const mode of MODES) {
       // Warm-up: containers up, JIT warm.
-      const warm = await generator.run({ kind: 'duration', target: target(name), connections: CONNECTIONS, durationS: WARM_UP_S });
-      if (name === 'log-on') okCallsOn += warm.requests - warm.errors - warm.non2xx;
+      const warm = await generator.run({ kind: 'duration', target: target(mode), connections: CONNECTIONS, durationS: WARM_UP_S });
+      if (mode === 'on') okCallsOn += warm.requests - warm.errors - warm.non2xx;
     }
     for (let run = 0; run < RUNS; run++) {
-      for (const mode of run % 2 === 0 ? (['off', 'on'] as const) : (['on', 'off'] as const)) {
+      for (const mode of roundOrder(run)) {
         const containers = await containersOf(docker, skiff.nodeId);
         const before = cpuByPart(skiffPid, skiff.executorPid, containers);
-        const result = await generator.run({ kind: 'duration', target: target(`log-${mode}`), connections: CONNECTIONS, durationS: DURATION_S });
+        const result = await generator.run({ kind: 'duration', target: target(mode), connections: CONNECTIONS, durationS: DURATION_S, keepDistribution: true });
         for (const [part, ms] of cpuByPart(skiffPid, skiff.executorPid, containers)) cpuMs[mode].set(part, (cpuMs[mode].get(part) ?? 0) + ms - (before.get(part) ?? 0));
         runs[mode].push(result);
         if (mode === 'on') okCallsOn += result.requests - result.errors - result.non2xx;
         log(`logging ${mode} run ${run + 1}: ${Math.round(result.requestsPerSec)} req/s, p99 ${result.latencyUs.p99} µs`);
       }
     }
-    const rows: LoggingRow[] = (['off', 'on'] as const).map((mode) => ({
+    const rows: LoggingRow[] = MODES.map((mode) => ({
       logging: mode,
       requestsPerSec: spreadOf(runs[mode], (r) => Math.round(r.requestsPerSec)),
       p50Us: spreadOf(runs[mode], (r) => r.latencyUs.p50),
@@ -204,18 +227,18 @@ export async function loggingOnOff(): Promise<LoggingResult> {
     for (const percent of FIXED_RATE_PERCENTS) {
       const rate = Math.max(1, Math.round((rows[0].requestsPerSec.median * percent) / 100));
       const calls = Array.from({ length: rate * DURATION_S }, (_, i) => ({ atMs: (i * 1000) / rate, path: '' }));
-      const schedule = (mode: 'off' | 'on', at: typeof calls) => {
-        const { url, headers, body } = target(`log-${mode}`);
-        return generator.run({ kind: 'schedule', baseUrl: url, method: 'POST', headers, body, calls: at, timeoutMs: FIXED_RATE_TIMEOUT_MS });
+      const schedule = (mode: LoggingMode, at: typeof calls) => {
+        const { url, headers, body } = target(mode);
+        return generator.run({ kind: 'schedule', baseUrl: url, method: 'POST', headers, body, calls: at, timeoutMs: FIXED_RATE_TIMEOUT_MS, keepDistribution: true });
       };
       const okCalls = (result: ScheduleResult) => Object.entries(result.statuses).reduce((n, [status, count]) => n + (status.startsWith('2') ? count : 0), 0);
-      const fixedRuns: Record<'off' | 'on', ScheduleResult[]> = { off: [], on: [] };
-      for (const mode of ['off', 'on'] as const) {
+      const fixedRuns: Record<LoggingMode, ScheduleResult[]> = { off: [], on: [], control: [] };
+      for (const mode of MODES) {
         const warm = await schedule(mode, Array.from({ length: rate * FIXED_RATE_WARM_UP_S }, (_, i) => ({ atMs: (i * 1000) / rate, path: '' })));
         if (mode === 'on') okCallsOn += okCalls(warm);
       }
       for (let run = 0; run < RUNS; run++) {
-        for (const mode of run % 2 === 0 ? (['off', 'on'] as const) : (['on', 'off'] as const)) {
+        for (const mode of roundOrder(run)) {
           const result = await schedule(mode, calls);
           fixedRuns[mode].push(result);
           fixedCpu.push(result.generator.cpuPercent);
@@ -225,7 +248,7 @@ export async function loggingOnOff(): Promise<LoggingResult> {
       }
       fixedRates.push({
         percentOfSaturated: percent,
-        rows: (['off', 'on'] as const).map((mode) => ({
+        rows: MODES.map((mode) => ({
           logging: mode,
           percentOfSaturated: percent,
           requestsPerSec: rate,
@@ -234,19 +257,19 @@ export async function loggingOnOff(): Promise<LoggingResult> {
           errors: fixedRuns[mode].reduce((n, r) => n + r.errors + Object.entries(r.statuses).reduce((m, [status, count]) => m + (status.startsWith('2') ? 0 : count), 0), 0),
           runs: fixedRuns[mode],
         })),
-        pairedP99Ratio: pairedRatio(fixedRuns.off.map((r) => r.latencyUs.p99), fixedRuns.on.map((r) => r.latencyUs.p99)),
+        p99: p99Verdict(fixedRuns),
       });
     }
     const logRowsPrinted = okCallsOn * LOG_LINES_PER_CALL;
     const { written: logRowsStored, storage } = await storedLogRows(client, logRowsPrinted);
     return {
       rows,
-      pairedP99Ratio: pairedRatio(runs.off.map((r) => r.latencyUs.p99), runs.on.map((r) => r.latencyUs.p99)),
+      p99: p99Verdict(runs),
       fixedRates,
       logRowsStored,
       logRowsPrinted,
       storage: { batchesWritten: storage.batchesWritten, batchesSpooled: storage.batchesSpooled, droppedRows: storage.droppedRows },
-      cpu: [...[...runs.off, ...runs.on].map((r) => r.generator.cpuPercent), ...fixedCpu],
+      cpu: [...MODES.flatMap((mode) => runs[mode].map((r) => r.generator.cpuPercent)), ...fixedCpu],
     };
   } finally {
     await client.close();
@@ -266,15 +289,32 @@ async function storedLogRows(client: GatewayClient, expected: number): Promise<{
   }
 }
 
-/** The median over rounds of on[i] / off[i] (3 decimals). */
-export function pairedRatio(off: readonly number[], on: readonly number[]): number {
-  const ratios = off.map((o, i) => on[i] / o).filter((r) => Number.isFinite(r));
-  return Number(spread(ratios).median.toFixed(3));
-}
-
 /** on / off of two medians (3 decimals). */
 function medianRatio(off: Spread, on: Spread): number {
   return Number((on.median / off.median).toFixed(3));
+}
+
+/** The p99 verdict of one load's runs (every run kept its latency distribution). */
+function p99Verdict(runs: Record<LoggingMode, ReadonlyArray<{ latencyUs: { p99: number }; latencyDistribution?: Distribution }>>): P99Verdict {
+  const distributions = (mode: LoggingMode) => runs[mode].map((r) => r.latencyDistribution ?? []);
+  const p99s = (mode: LoggingMode) => runs[mode].map((r) => r.latencyUs.p99);
+  return {
+    onOff: medianRatioInterval(p99s('off'), p99s('on'), undefined, CONFIDENCE),
+    control: medianRatioInterval(p99s('off'), p99s('control'), undefined, CONFIDENCE),
+    pooledOnOff: pooledRatioInterval(distributions('off'), distributions('on'), 99, undefined, CONFIDENCE),
+  };
+}
+
+const formatInterval = (r: RatioInterval) => `${r.ratio} (${Math.round(r.confidence * 100)} % interval ${r.low}–${r.high})`;
+
+/** One verdict line: the ratio against the goal, beside the control's and the pooled ratio. */
+function describeVerdict(load: string, v: P99Verdict): string {
+  const met = v.onOff.ratio <= GOAL_P99_RATIO ? 'met' : 'NOT met';
+  const spans = v.onOff.low <= GOAL_P99_RATIO && v.onOff.high > GOAL_P99_RATIO ? ' (its interval spans the goal)' : '';
+  return (
+    `warm p99 logging on / off ${load}: ${formatInterval(v.onOff)} (median of per-round ratios; goal ≤ ${GOAL_P99_RATIO}): ${met}${spans}; ` +
+    `A/A control off / off ${formatInterval(v.control)}; pooled p99 on / off ${formatInterval(v.pooledOnOff)}`
+  );
 }
 
 /** The table (saturated and fixed-rate rows) and the notes (verdicts, CPU added per part, lines stored) of a result. */
@@ -282,18 +322,15 @@ export function describeLogging(result: LoggingResult): { headers: string[]; row
   const off = result.rows.find((r) => r.logging === 'off')!;
   const on = result.rows.find((r) => r.logging === 'on')!;
   const headers = ['load', 'logging', 'req/s', 'p50 µs', 'p99 µs', 'errors', ...CPU_PARTS.map((p) => `${p} CPU ms/1k calls`)];
+  const modeName = (mode: LoggingMode) => (mode === 'control' ? 'off (A/A control)' : mode);
   const rows = [
-    ...result.rows.map((r) => [`saturated, ${CONNECTIONS} connections`, r.logging, formatSpread(r.requestsPerSec), formatSpread(r.p50Us), formatSpread(r.p99Us), r.errors, ...CPU_PARTS.map((p) => r.cpuMsPer1000Calls[p] ?? 0)]),
-    ...result.fixedRates.flatMap((f) => f.rows.map((r) => [`fixed rate, ${r.percentOfSaturated} % of saturated`, r.logging, r.requestsPerSec, formatSpread(r.p50Us), formatSpread(r.p99Us), r.errors, ...CPU_PARTS.map(() => '')])),
+    ...result.rows.map((r) => [`saturated, ${CONNECTIONS} connections`, modeName(r.logging), formatSpread(r.requestsPerSec), formatSpread(r.p50Us), formatSpread(r.p99Us), r.errors, ...CPU_PARTS.map((p) => r.cpuMsPer1000Calls[p] ?? 0)]),
+    ...result.fixedRates.flatMap((f) => f.rows.map((r) => [`fixed rate, ${r.percentOfSaturated} % of saturated`, modeName(r.logging), r.requestsPerSec, formatSpread(r.p50Us), formatSpread(r.p99Us), r.errors, ...CPU_PARTS.map(() => '')])),
   ];
   const added = CPU_PARTS.map((p) => `${p} +${((on.cpuMsPer1000Calls[p] ?? 0) - (off.cpuMsPer1000Calls[p] ?? 0)).toFixed(0)}`).join(', ');
-  const verdict = (ratio: number) => `${ratio <= GOAL_P99_RATIO ? 'met' : 'NOT met'}`;
   const notes = [
-    ...result.fixedRates.map((f) => {
-      const [fixedOff, fixedOn] = f.rows;
-      return `warm p99 logging on / off at a fixed ${fixedOff.requestsPerSec} calls/s (${f.percentOfSaturated} % of saturated throughput): ${f.pairedP99Ratio} (median of per-round ratios; ratio of medians ${medianRatio(fixedOff.p99Us, fixedOn.p99Us)}) (goal ≤ ${GOAL_P99_RATIO}): ${verdict(f.pairedP99Ratio)}`;
-    }),
-    `warm p99 logging on / off saturated (closed loop, ${CONNECTIONS} connections): ${result.pairedP99Ratio} (median of per-round ratios; ratio of medians ${medianRatio(off.p99Us, on.p99Us)}) (goal ≤ ${GOAL_P99_RATIO}): ${verdict(result.pairedP99Ratio)}; throughput on / off ${medianRatio(off.requestsPerSec, on.requestsPerSec)}`,
+    ...result.fixedRates.map((f) => describeVerdict(`at a fixed ${f.rows[0].requestsPerSec} calls/s (${f.percentOfSaturated} % of saturated throughput)`, f.p99)),
+    `${describeVerdict(`saturated (closed loop, ${CONNECTIONS} connections)`, result.p99)}; throughput on / off ${medianRatio(off.requestsPerSec, on.requestsPerSec)}`,
     `logging on (${LOG_LINES_PER_CALL} lines per call) adds CPU ms per 1000 calls: ${added}`,
     `logging on printed ${result.logRowsPrinted} lines (successful calls × ${LOG_LINES_PER_CALL}); storage wrote ${result.logRowsStored} log rows` +
       (result.logRowsStored >= result.logRowsPrinted ? '' : ' — LINES MISSING') +
@@ -302,17 +339,25 @@ export function describeLogging(result: LoggingResult): { headers: string[]; row
   return { headers, rows, notes };
 }
 
+/** The rows a result file keeps of a result (runs left out), each tagged by `part`. */
+export function loggingResultRows(result: LoggingResult, part: { saturated: string; fixedRate: string }): Array<Record<string, unknown>> {
+  const off = result.rows.find((r) => r.logging === 'off')!;
+  return [
+    ...result.rows.map(({ runs: _runs, ...row }) => ({ part: part.saturated, ...row, p99OverLoggingOff: medianRatio(off.p99Us, row.p99Us), p99: result.p99 })),
+    ...result.fixedRates.flatMap((f) => f.rows.map(({ runs: _runs, ...row }) => ({ part: part.fixedRate, ...row, p99OverLoggingOff: medianRatio(f.rows[0].p99Us, row.p99Us), p99: f.p99 }))),
+  ];
+}
+
 async function main(): Promise<void> {
   const loadBefore = os.loadavg().map((v) => v.toFixed(1)).join(' ');
   const result = await loggingOnOff();
   const { headers, rows, notes } = describeLogging(result);
   process.stdout.write(`\n${renderTable(headers, rows)}\n\n`);
   for (const note of notes) process.stdout.write(`${note}\n`);
-  const off = result.rows.find((r) => r.logging === 'off')!;
   const file = writeResult({
     scenario: 'logging-overhead',
     settings: LOGGING_SETTINGS,
-    baseline: 'logging off: the same function, deployed with LINES=0, printing nothing; runs interleaved with logging on',
+    baseline: 'logging off: the same function, deployed with LINES=0, printing nothing; a second such deployment is the A/A control; runs interleaved in rotating order',
     generator: generatorCpu(result.cpu),
     notes: [
       ...notes,
@@ -320,10 +365,7 @@ async function main(): Promise<void> {
       `warm-invoke on embedded chDB (skiff up's default); ${RUNS} interleaved rounds of ${DURATION_S} s saturated (${CONNECTIONS} connections), then ${RUNS} at each fixed rate (${result.fixedRates.map((f) => `${f.rows[0].requestsPerSec} calls/s`).join(', ')})`,
     ],
     table: { headers, rows },
-    rows: [
-      ...result.rows.map(({ runs: _runs, ...row }) => ({ load: 'saturated' as const, ...row, p99OverLoggingOff: medianRatio(off.p99Us, row.p99Us), pairedP99Ratio: result.pairedP99Ratio })),
-      ...result.fixedRates.flatMap((f) => f.rows.map(({ runs: _runs, ...row }) => ({ load: 'fixed-rate' as const, ...row, p99OverLoggingOff: medianRatio(f.rows[0].p99Us, row.p99Us), pairedP99Ratio: f.pairedP99Ratio }))),
-    ],
+    rows: loggingResultRows(result, { saturated: 'saturated', fixedRate: 'fixed-rate' }),
   });
   log(`wrote ${file}`);
 }

@@ -6,6 +6,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LoadGenerator } from '../../bench/load.ts';
+import { pooledPercentile } from '../../bench/stats.ts';
 
 describe('LoadGenerator', () => {
   let server: http.Server;
@@ -70,5 +71,20 @@ describe('LoadGenerator', () => {
     const result = await generator.run({ kind: 'schedule', baseUrl: url, method: 'POST', headers: {}, body: Buffer.from('x'), calls, timeoutMs: 10_000 });
     expect(result.statuses).toEqual({ 200: 10 });
     expect(result.wallMs).toBeGreaterThanOrEqual(180);
+    expect(result.latencyDistribution).toBeUndefined();
+  });
+
+  it('answers with the latency distribution when asked, counting every 2xx call and agreeing with its percentiles', async () => {
+    const calls = Array.from({ length: 40 }, (_, i) => ({ atMs: i * 5, path: `/d${i}` }));
+    const scheduled = await generator.run({ kind: 'schedule', baseUrl: url, method: 'POST', headers: {}, body: Buffer.from('x'), calls, timeoutMs: 10_000, keepDistribution: true });
+    const distribution = scheduled.latencyDistribution ?? [];
+    expect(distribution.reduce((n, [, count]) => n + count, 0)).toBe(40);
+    // Both keep 3 significant digits: the pooled p99 of one run is its histogram's p99 to within a bucket.
+    expect(Math.abs(pooledPercentile([distribution], 99) - scheduled.latencyUs.p99)).toBeLessThanOrEqual(scheduled.latencyUs.p99 / 100);
+    const closed = await generator.run({ kind: 'duration', target: { url: `${url}/a`, method: 'POST', headers: {}, body: Buffer.from('x') }, connections: 2, durationS: 1, keepDistribution: true });
+    const counted = closed.latencyDistribution?.reduce((n, [, count]) => n + count, 0) ?? 0;
+    // autocannon's total and the response events may differ by the calls in flight at the end.
+    expect(counted).toBeGreaterThan(0);
+    expect(Math.abs(counted - closed.requests)).toBeLessThanOrEqual(2);
   });
 });
