@@ -11,8 +11,8 @@
  *   throughput, each call sent at its time: the latency a call sees at that load. The load
  *   generator shares the 2 cores, so 50 % of the saturated rate already keeps them well busy,
  *   and there the added CPU of logging shows in the tail as queueing.
- * Each round runs three deployments of the function in turn, in a rotating order so machine load
- * hits all alike: logging off, logging on, and logging off again (an A/A control: a second,
+ * Each round runs three deployments of the function in turn, each round in another order
+ * (ROUND_ORDERS) so machine load hits all alike: logging off, logging on, and logging off again (an A/A control: a second,
  * identical deployment). The verdict's ratio is the median over rounds of (on p99 / off p99) of
  * the same round (on a machine whose speed drifts, a round's runs share its conditions, and one
  * round a stall spoiled moves a median little), with a bootstrap interval over rounds; the
@@ -21,7 +21,7 @@
  * rounds) is printed too. The table's figures are medians of the runs.
  * After the runs it waits until storage holds every line printed, so a path that drops lines fails.
  *
- * Knobs: BENCH_DURATION_S (4), BENCH_RUNS (8), BENCH_CONNECTIONS (16), BENCH_FIXED_RATE_PERCENTS (25,50).
+ * Knobs: BENCH_DURATION_S (3), BENCH_RUNS (12), BENCH_CONNECTIONS (16), BENCH_FIXED_RATE_PERCENTS (25,50).
  * Writes bench/results/logging-overhead.json. bench/ingest.ts runs the same part (loggingOnOff).
  */
 import { readdirSync, readFileSync } from 'node:fs';
@@ -39,8 +39,9 @@ import { generatorCpu, writeResult } from './results.ts';
 import { GatewayClient, logger, startSkiff } from './skiff.ts';
 import { formatSpread, medianRatioInterval, pooledRatioInterval, spreadOf, type Distribution, type RatioInterval, type Spread } from './stats.ts';
 
-const DURATION_S = knobInt('BENCH_DURATION_S', 4);
-const RUNS = knobInt('BENCH_RUNS', 8);
+const DURATION_S = knobInt('BENCH_DURATION_S', 3);
+/** Rounds: a multiple of ROUND_ORDERS' 6 balances the orders. More, shorter rounds steady a median of per-round ratios. */
+const RUNS = knobInt('BENCH_RUNS', 12);
 const CONNECTIONS = knobInt('BENCH_CONNECTIONS', 16);
 const FIXED_RATE_PERCENTS = knobList('BENCH_FIXED_RATE_PERCENTS', [25, 50]);
 /** Calls one container of the bench functions takes at once (limits.concurrency). */
@@ -73,8 +74,15 @@ export const CPU_PARTS = ['gateway+storage', 'executor', 'dockerd', 'containerd'
 const MODES = ['off', 'on', 'control'] as const;
 export type LoggingMode = (typeof MODES)[number];
 const FUNCTION_OF: Record<LoggingMode, string> = { off: 'log-off', on: 'log-on', control: 'log-off-control' };
-/** A round's order: rotated each round, so no mode always runs first (just after a switch) or last. */
-const roundOrder = (round: number): LoggingMode[] => MODES.map((_, i) => MODES[(i + round) % MODES.length]);
+/**
+ * Every order of the three modes, one per round in turn: over a multiple of 6 rounds each mode runs
+ * equally often in each place and right after each other mode, so neither a place in the round
+ * nor what ran just before (storage still writing the last run's lines) favours one.
+ */
+const ROUND_ORDERS: readonly LoggingMode[][] = MODES.flatMap((first) =>
+  MODES.filter((m) => m !== first).flatMap((second) => [[first, second, ...MODES.filter((m) => m !== first && m !== second)]]),
+);
+const roundOrder = (round: number): LoggingMode[] => ROUND_ORDERS[round % ROUND_ORDERS.length];
 /** The bootstrap interval's confidence. */
 const CONFIDENCE = 0.9;
 
