@@ -13,11 +13,11 @@
  *   and there the added CPU of logging shows in the tail as queueing.
  * Each round runs three deployments of the function in turn: logging off, logging on, and logging
  * off again (an A/A control: a second, identical deployment), each round in another order
- * (ROUND_ORDERS) so machine load hits all alike. The verdict's ratio is the median over rounds of (on p99 / off p99) of
- * the same round (on a machine whose speed drifts, a round's runs share its conditions, and one
- * round a stall spoiled moves a median little), with a bootstrap interval over rounds; the
- * control's off / off ratio and interval, measured the same way, show how far this machine's
- * noise alone moves the figure. The pooled ratio (the p99 of every call of a mode over all
+ * (ROUND_ORDERS) so machine load hits all alike. The verdict's ratio is the median over rounds
+ * of (on p99 / off p99) of the same round (on a machine whose speed drifts, a round's runs share
+ * its conditions, and one round a stall spoiled moves a median little), with a bootstrap interval
+ * over rounds; the control's off / off ratio and interval, measured the same way, show how far
+ * this machine's noise alone moves the figure. The pooled ratio (the p99 of every call of a mode over all
  * rounds) is printed too. The table's figures are medians of the runs.
  * After the runs it waits until storage holds every line printed, so a path that drops lines fails.
  *
