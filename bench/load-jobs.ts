@@ -2,6 +2,7 @@
  * What the load generator process is asked to do and what it answers: typed messages that cross
  * the IPC channel between a benchmark and bench/load-worker.ts.
  */
+import type { Distribution } from './stats.ts';
 
 /** One HTTP target. */
 export interface LoadTarget {
@@ -12,8 +13,6 @@ export interface LoadTarget {
   headers: Record<string, string>;
   body: Buffer;
 }
-
-import type { Distribution } from './stats.ts';
 
 /** Latency percentiles in microseconds, from a µs-resolution HDR histogram. */
 export interface LatencyUs {

@@ -93,8 +93,8 @@ async function runDuration(job: DurationJob): Promise<DurationResult> {
     errorMessages: [...errorMessages],
     durationS: result.duration,
     generator,
-    ...(kept ? { latencyDistribution: distributionOf(kept) } : {}),
   };
+  if (kept) out.latencyDistribution = distributionOf(kept);
   histogram.destroy();
   return out;
 }

@@ -42,6 +42,11 @@ export interface CapturedLines {
 /** What a reader hands its lines to. */
 export type OnLines = (captured: CapturedLines) => void;
 
+/** One line the line splitter emitted, read now (its text escaped later, when written as a row). */
+function singleLine(stream: LogStream, line: string, truncated: boolean, callId?: string): CapturedLines {
+  return { stream, lines: [line], truncated, tsvPlain: false, timeMs: Date.now(), callId };
+}
+
 /** The socket, in a container's iofs directory, its bootstrap sends output to (bootstrap.mjs: LOG_SOCKET_FILE). */
 export const LOG_SOCKET_FILE = 'log.sock';
 /** Frame: u32 LE length of what follows, u8 kind, u8 call id length, call id (latin1), payload. */
@@ -159,7 +164,7 @@ export class RecentLines {
 export function captureOutput(output: ContainerOutput, maxLineBytes: number, onLines: OnLines): Promise<void> {
   const follow = (stream: LogStream, readable: ContainerOutput['stdout']) =>
     new Promise<void>((resolve) => {
-      const splitter = new LineSplitter(maxLineBytes, (line, truncated) => onLines({ stream, lines: [line], truncated, tsvPlain: false, timeMs: Date.now() }));
+      const splitter = new LineSplitter(maxLineBytes, (line, truncated) => onLines(singleLine(stream, line, truncated)));
       readable.on('data', (chunk: Buffer) => splitter.push(chunk));
       const done = () => {
         splitter.end();
@@ -313,7 +318,7 @@ export class LogFrameReader {
     }
     let splitter = streams[stream];
     if (!splitter) {
-      splitter = new LineSplitter(this.#maxLineBytes, (line, truncated) => this.#onLines({ stream, lines: [line], truncated, tsvPlain: false, timeMs: Date.now(), callId }));
+      splitter = new LineSplitter(this.#maxLineBytes, (line, truncated) => this.#onLines(singleLine(stream, line, truncated, callId)));
       streams[stream] = splitter;
     }
     return splitter;
