@@ -1,0 +1,105 @@
+/**
+ * The executor's telemetry batches: LOGS bodies written as bytes (RowBytes) and sent per gateway
+ * route, byte for byte what the rows' text is, however a body grows.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { decodeLogRows, MessageType, type HeaderOf, type LogLines } from '../../bus/index.ts';
+import { RowBytes, TelemetryBatcher, type TelemetryRoute } from '../../executor/telemetry.ts';
+
+/** A route that keeps every LOGS body it is given. */
+class RecordingRoute implements TelemetryRoute {
+  readonly bodies: Buffer[] = [];
+  send<T extends MessageType>(type: T, _header: HeaderOf[T], body?: Buffer): boolean {
+    if (type === MessageType.LOGS && body) this.bodies.push(Buffer.from(body)); // a copy, as the bus sends it
+    return true;
+  }
+}
+
+const linesOf = (invocationId: string, lines: string[]): LogLines => ({
+  invocationId,
+  function: 'fn',
+  containerId: 'c1',
+  timeMs: 1_700_000_000_000,
+  stream: 'stdout',
+  lines,
+  truncated: false,
+  tsvPlain: false,
+});
+
+describe('RowBytes', () => {
+  it('holds exactly the UTF-8 of what was appended, across growth and takes', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.array(fc.string({ unit: 'binary', maxLength: 40 }), { maxLength: 12 }), { minLength: 1, maxLength: 4 }),
+        fc.integer({ min: 1, max: 64 }),
+        (bodies, initialCapacity) => {
+          const rows = new RowBytes(initialCapacity);
+          for (const texts of bodies) {
+            for (const text of texts) rows.append(text);
+            const expected = Buffer.from(texts.join(''), 'utf8');
+            expect(rows.length).toBe(expected.length);
+            expect(rows.take().equals(expected)).toBe(true);
+            expect(rows.length).toBe(0);
+          }
+        },
+      ),
+    );
+  });
+
+  it('starts the next body as large as the last one grew, and an empty take is empty', () => {
+    const rows = new RowBytes(4);
+    expect(rows.take().length).toBe(0);
+    rows.append('x'.repeat(100));
+    const grown = rows.capacity;
+    expect(grown).toBeGreaterThanOrEqual(300);
+    rows.take();
+    expect(rows.capacity).toBe(grown);
+    rows.append('é');
+    expect(rows.take().toString('utf8')).toBe('é');
+  });
+});
+
+describe('TelemetryBatcher log lines', () => {
+  it('sends each route its own lines, as rows that decode back, on flush', () => {
+    const a = new RecordingRoute();
+    const b = new RecordingRoute();
+    const telemetry = new TelemetryBatcher();
+    try {
+      telemetry.lines(a, linesOf('inv-a', ['one', 'two\twith tab']));
+      telemetry.lines(b, linesOf('inv-b', ['ünïcödé 🙂']));
+      telemetry.lines(a, linesOf('inv-a2', ['three']));
+      telemetry.flush();
+      expect(a.bodies).toHaveLength(1);
+      expect(decodeLogRows(a.bodies[0]).map((r) => [r.invocationId, r.line])).toEqual([
+        ['inv-a', 'one'],
+        ['inv-a', 'two\twith tab'],
+        ['inv-a2', 'three'],
+      ]);
+      expect(decodeLogRows(b.bodies[0]).map((r) => r.line)).toEqual(['ünïcödé 🙂']);
+      // Nothing new: nothing sent.
+      telemetry.flush();
+      expect(a.bodies).toHaveLength(1);
+    } finally {
+      telemetry.close();
+    }
+  });
+
+  it('sends a full batch at once, past the first body size, every line intact and none twice', () => {
+    const route = new RecordingRoute();
+    const telemetry = new TelemetryBatcher();
+    try {
+      const line = (i: number) => `line ${i} ${'ä'.repeat(40)}`;
+      // 60 frames of 10 lines: the 500-line batch leaves at once (~45 KB, over the 16 KB first body).
+      for (let frame = 0; frame < 60; frame++) telemetry.lines(route, linesOf(`inv-${frame}`, Array.from({ length: 10 }, (_, i) => line(frame * 10 + i))));
+      expect(route.bodies).toHaveLength(1);
+      telemetry.flush();
+      expect(route.bodies).toHaveLength(2);
+      const rows = route.bodies.flatMap((body) => decodeLogRows(body));
+      expect(rows.map((r) => r.line)).toEqual(Array.from({ length: 600 }, (_, i) => line(i)));
+      expect(new Set(rows.map((r) => r.lineId)).size).toBe(600);
+    } finally {
+      telemetry.close();
+    }
+  });
+});
