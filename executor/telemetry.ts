@@ -26,8 +26,14 @@ export function containerEventChannel(kind: ContainerEventKind): string {
   return `skiff:executor:container-${kind}`;
 }
 
-/** Bytes a LOGS body starts with room for at least; it grows by doubling, and a new body starts as large as the last one sent grew. */
+/** Bytes a LOGS body starts with room for at least; it grows by doubling. */
 const INITIAL_BODY_BYTES = 16 * 1024;
+/**
+ * A new body starts with room for the last one sent plus this share: a steady flow rarely grows
+ * one, and after a burst of long lines the next bodies shrink back (a large buffer per batch
+ * would count as external memory and bring full GCs sooner).
+ */
+const BODY_HEADROOM = 1.25;
 /** UTF-8 takes at most 3 bytes per UTF-16 code unit (a surrogate pair: 4 bytes for 2). */
 const MAX_UTF8_BYTES_PER_CHAR = 3;
 
@@ -36,12 +42,15 @@ const MAX_UTF8_BYTES_PER_CHAR = 3;
  * whole when the batch leaves (the bus may still hold it while it sends; the next body is new).
  */
 export class RowBytes {
+  readonly #minCapacity: number;
   #bytes: Buffer | undefined;
   #length = 0;
   #nextCapacity: number;
 
+  /** `initialCapacity`: the first body's room, and the least any later one starts with. */
   constructor(initialCapacity = INITIAL_BODY_BYTES) {
-    this.#nextCapacity = initialCapacity;
+    this.#minCapacity = Math.max(1, initialCapacity);
+    this.#nextCapacity = this.#minCapacity;
   }
 
   get length(): number {
@@ -57,7 +66,7 @@ export class RowBytes {
     const needed = this.#length + text.length * MAX_UTF8_BYTES_PER_CHAR;
     let bytes = this.#bytes;
     if (bytes === undefined || needed > bytes.length) {
-      let capacity = Math.max(bytes?.length ?? this.#nextCapacity, 1);
+      let capacity = bytes?.length ?? this.#nextCapacity;
       while (capacity < needed) capacity *= 2;
       const grown = Buffer.allocUnsafe(capacity);
       if (bytes !== undefined) bytes.copy(grown, 0, 0, this.#length);
@@ -71,7 +80,7 @@ export class RowBytes {
     const bytes = this.#bytes;
     if (bytes === undefined) return Buffer.alloc(0);
     const body = bytes.subarray(0, this.#length);
-    this.#nextCapacity = bytes.length;
+    this.#nextCapacity = Math.max(this.#minCapacity, Math.ceil(this.#length * BODY_HEADROOM));
     this.#bytes = undefined;
     this.#length = 0;
     return body;
@@ -94,7 +103,7 @@ export class TelemetryBatcher {
   readonly #batches = new Map<TelemetryRoute, Batch>();
   readonly #timer: NodeJS.Timeout;
   readonly #rows = new LogRowEncoder(randomBytes(LINE_ID_PREFIX_BYTES).toString('hex'));
-  /** The capacity a new LOGS body starts with: what the last one sent needed, so a steady flow rarely grows one. */
+  /** The capacity a new LOGS body starts with (RowBytes' rule: the last one sent, with headroom). */
   #bodyCapacity = INITIAL_BODY_BYTES;
   /** Lines/events a full bus queue refused. */
   dropped = 0;
