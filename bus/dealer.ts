@@ -7,6 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Dealer } from 'zeromq';
+import type { RuntimeStats } from '../runtime-stats.ts';
 import { decodeFrames, encodeFrames, FrameError } from './frames.ts';
 import { MessageType, type BusMessage, type HeaderOf, type HelloHeader } from './messages.ts';
 import { Outbox } from './outbox.ts';
@@ -20,6 +21,8 @@ export interface BusDealerOptions {
   heartbeatMissLimit: number;
   /** Current in-flight calls, reported in heartbeats. */
   inFlight: () => number;
+  /** This process's GC pauses and event-loop delay, reported in heartbeats. */
+  runtime?: () => RuntimeStats;
   maxQueuedMessages?: number;
   /** Encrypt the bus with the gateway's CURVE key and authenticate with this executor's pair. */
   curve?: CurveClientOptions;
@@ -109,7 +112,7 @@ export class BusDealer {
       this.#connected = false;
       this.#handlers.onLost?.();
     }
-    if (this.#connected) this.#sendRaw(MessageType.HEARTBEAT, { inFlight: this.#options.inFlight() });
+    if (this.#connected) this.#sendRaw(MessageType.HEARTBEAT, { inFlight: this.#options.inFlight(), runtime: this.#options.runtime?.() });
     else this.#sendRaw(MessageType.HELLO, this.#options.hello);
   }
 

@@ -2,6 +2,7 @@
  * The typed messages that cross the bus. A frame is `[type, header (msgpack), body (raw bytes)]`;
  * these are the headers. Bodies (request/response payloads, code bundles) are never re-encoded.
  */
+import type { RuntimeStats } from '../runtime-stats.ts';
 
 /** Frame types, one byte on the wire. */
 export const MessageType = {
@@ -157,6 +158,8 @@ export interface EventsHeader {
 
 export interface HeartbeatHeader {
   inFlight: number;
+  /** The executor's GC pauses and event-loop delay (runtime-stats.ts); absent from the gateway's heartbeats. */
+  runtime?: RuntimeStats;
 }
 
 export interface ByeHeader {

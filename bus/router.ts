@@ -14,6 +14,7 @@
  *   heartbeatIntervalMs / 4` after its last message (given a responsive event loop).
  */
 import { Router } from 'zeromq';
+import type { RuntimeStats } from '../runtime-stats.ts';
 import { decodeFrames, encodeFrames, FrameError } from './frames.ts';
 import { MessageType, type BusMessage, type CreditHeader, type HeaderOf, type HelloHeader } from './messages.ts';
 import { Outbox } from './outbox.ts';
@@ -41,6 +42,8 @@ export interface ExecutorPeer {
   stemCells: Record<string, number>;
   /** Memory budget it has not given to containers, MB (-1: not reported). */
   memoryFreeMb: number;
+  /** Its GC pauses and event-loop delay, from its last heartbeat (absent until one carries them). */
+  runtime?: RuntimeStats;
   /** INVOKEs sent to it since its last HELLO (compared with CREDIT's invokesReceived). */
   invokesSent: number;
   lastSeenMs: number;
@@ -221,6 +224,7 @@ export class BusRouter {
     peer.lastSeenMs = now;
     switch (message.type) {
       case MessageType.HEARTBEAT:
+        if (message.header.runtime) peer.runtime = message.header.runtime;
         return;
       case MessageType.BYE:
         this.#drop(peer, `executor said BYE: ${message.header.reason}`);

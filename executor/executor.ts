@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import { BusDealer, MessageType, type BusMessage, type CreditHeader, type InvokeHeader, type ResultHeader } from '../bus/index.ts';
 import type { SkiffConfig } from '../config.ts';
 import { SkiffError, toSkiffError } from '../errors.ts';
+import { RuntimeMonitor, type RuntimeStats } from '../runtime-stats.ts';
 import { linkSignals, raceAbort } from './abortable.ts';
 import type { ContainerResponse } from './container-client.ts';
 import { BundleFetcher, type BundleGateway } from './bundle-fetcher.ts';
@@ -48,6 +49,7 @@ export interface ExecutorStats {
   memory: { budgetMb: number; usedMb: number };
   /** Log lines/events a full bus queue refused. */
   droppedTelemetry: number;
+  runtime: RuntimeStats;
 }
 
 export interface ExecutorDeps {
@@ -78,6 +80,8 @@ export class Executor {
   readonly #bundleFetcher: BundleFetcher;
   readonly #pool: WarmPool;
   readonly #telemetry = new TelemetryBatcher();
+  /** GC pauses and event-loop delay of this process, sent to the gateways in heartbeats. */
+  readonly #runtime = new RuntimeMonitor();
   readonly #dealers: BusDealer[] = [];
   #discovery: NodeJS.Timeout | undefined;
   readonly #invocations = new Set<Promise<void>>();
@@ -158,6 +162,7 @@ export class Executor {
         heartbeatIntervalMs: bus.heartbeatIntervalMs,
         heartbeatMissLimit: bus.heartbeatMissLimit,
         inFlight: () => this.#inFlight,
+        runtime: () => this.#runtime.snapshot(),
         curve: executor.curve.secretKey
           ? { publicKey: executor.curve.publicKey, secretKey: executor.curve.secretKey, serverPublicKey: executor.curve.gatewayPublicKey }
           : undefined,
@@ -197,6 +202,7 @@ export class Executor {
       containers: this.#pool.counts(),
       memory: { budgetMb: this.#budget.totalMb, usedMb: this.#budget.usedMb },
       droppedTelemetry: this.#telemetry.dropped,
+      runtime: this.#runtime.snapshot(),
     };
   }
 
@@ -409,6 +415,7 @@ export class Executor {
     await Promise.allSettled([...this.#invocations]);
     this.#telemetry.close();
     await Promise.all(this.#dealers.map((d) => d.close('executor closing')));
+    this.#runtime.close();
     this.#state = EXECUTOR_STATE.CLOSED;
     this.#logger.info('executor closed');
   }
@@ -423,6 +430,7 @@ export class Executor {
     this.#pool.close(new SkiffError('EXECUTOR_LOST', 'the executor was destroyed'));
     this.#bundleFetcher.close('the executor was destroyed');
     this.#telemetry.close();
+    this.#runtime.close();
     const done = (async () => {
       await Promise.all(this.#dealers.map((d) => d.close(err ? `destroyed: ${err.message}` : 'destroyed')));
       await this.#pool.removeAll({

@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import type { us_listen_socket } from 'uWebSockets.js';
 import type { SkiffConfig } from '../config.ts';
 import type { Logger } from '../logger.ts';
+import { RuntimeMonitor } from '../runtime-stats.ts';
 import type { Storage } from '../storage/index.ts';
 import { AsyncDispatcher } from './async/dispatcher.ts';
 import { registerAsyncRoutes } from './async-routes.ts';
@@ -47,8 +48,18 @@ export async function startGateway(config: SkiffConfig, storage: Storage, logger
   const tls = config.gateway.tls;
   const app = tls.certFile ? uws.SSLApp({ cert_file_name: tls.certFile, key_file_name: tls.keyFile }) : uws.App();
   const dispatcher = AsyncDispatcher.start({ config, initiator, registry, storage, logger });
+  const runtime = new RuntimeMonitor();
   registerAsyncRoutes(app, { config, dispatcher, logger, registry });
-  registerRoutes(app, { config, registry, initiator, storage, logger, asyncInvocation: (id) => dispatcher.describe(id) });
+  registerRoutes(app, {
+    config,
+    registry,
+    initiator,
+    storage,
+    logger,
+    asyncInvocation: (id) => dispatcher.describe(id),
+    runtime: () => runtime.snapshot(),
+    executorRuntimes: () => initiator.executors().map((peer) => ({ nodeId: peer.hello.nodeId, lastSeenMs: peer.lastSeenMs, runtime: peer.runtime })),
+  });
 
   const listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
     app.listen(config.gateway.host, config.gateway.port, (socket) => {
@@ -73,6 +84,7 @@ export async function startGateway(config: SkiffConfig, storage: Storage, logger
         const dispatcherClosed = dispatcher.close();
         initiator.close();
         control.close();
+        runtime.close();
         await dispatcherClosed;
         (app as typeof app & { close(): void }).close();
       })();

@@ -6,12 +6,25 @@
 import type { TemplatedApp } from 'uWebSockets.js';
 import { SkiffError, toSkiffError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import type { RuntimeStats } from '../runtime-stats.ts';
 import type { InvocationQuery, Storage } from '../storage/index.ts';
 import { openRequest, sendError, sendJson, type RequestContext } from './http.ts';
+
+/** An executor as GET /system/stats shows it: its node, when it was last heard, its runtime's pauses. */
+export interface ExecutorRuntime {
+  nodeId: string;
+  lastSeenMs: number;
+  /** From its last heartbeat; absent until one carried it. */
+  runtime?: RuntimeStats;
+}
 
 export interface QueryRouteDeps {
   storage: Storage;
   logger: Logger;
+  /** This gateway process's GC pauses and event-loop delay. */
+  runtime: () => RuntimeStats;
+  /** The connected executors, with theirs. */
+  executorRuntimes: () => ExecutorRuntime[];
   /** The async journal's view of an invocation (queued → running → finished), consulted before storage. */
   asyncInvocation?: (id: string) => Promise<unknown>;
 }
@@ -72,7 +85,7 @@ export function registerQueryRoutes(app: TemplatedApp, deps: QueryRouteDeps): vo
 
   app.get('/system/stats', (res) => {
     const ctx = openRequest(res);
-    answer(ctx, deps.logger, async () => sendJson(ctx, 200, { storage: deps.storage.stats() }));
+    answer(ctx, deps.logger, async () => sendJson(ctx, 200, { storage: deps.storage.stats(), gateway: { runtime: deps.runtime() }, executors: deps.executorRuntimes() }));
   });
 }
 

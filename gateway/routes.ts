@@ -6,21 +6,16 @@ import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import type { SkiffConfig } from '../config.ts';
 import { SkiffError, toSkiffError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
-import type { Storage } from '../storage/index.ts';
 import { describeDefinition, parseDeployRequest } from './definition.ts';
 import { EMPTY_BODY, headerBytes, invocationRequestOf, openRequest, readBody, sendError, sendJson, sendResponse, type RequestContext } from './http.ts';
 import type { Initiator } from './initiator.ts';
-import { registerQueryRoutes } from './query-routes.ts';
+import { registerQueryRoutes, type QueryRouteDeps } from './query-routes.ts';
 import type { FunctionRegistry } from './registry.ts';
 
-export interface RouteDeps {
+export interface RouteDeps extends QueryRouteDeps {
   config: SkiffConfig;
   registry: FunctionRegistry;
   initiator: Initiator;
-  storage: Storage;
-  logger: Logger;
-  /** The async journal's view of an invocation, consulted before storage (gateway/async-routes.ts). */
-  asyncInvocation?: (id: string) => Promise<unknown>;
 }
 
 /** Registers every route on the app. */

@@ -5,6 +5,7 @@
  */
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RuntimeStats } from '../../runtime-stats.ts';
 import { GatewayClient } from '../../cli/client.ts';
 import { deployDir } from '../../cli/deploy.ts';
 import { parseInvocationQuery, parseWindow } from '../../gateway/query-routes.ts';
@@ -65,7 +66,7 @@ describe.each<Backend>(['chdb', 'server'])('storage read routes with %s', (backe
   const ids: string[] = [];
 
   beforeAll(async () => {
-    skiff = await startSkiff({ backend, examples: false, env: { SKIFF_STORAGE_FLUSH_INTERVAL_MS: '100' } });
+    skiff = await startSkiff({ backend, examples: false, env: { SKIFF_STORAGE_FLUSH_INTERVAL_MS: '100', NODE_OPTIONS: '--max-semi-space-size=1' } });
     client = new GatewayClient(skiff.url);
     await deployDir(client, LOGGER, 'logger');
     startedAtMs = Date.now();
@@ -155,5 +156,42 @@ describe.each<Backend>(['chdb', 'server'])('storage read routes with %s', (backe
     expect(storage.recordsWritten).toBeGreaterThanOrEqual(CALLS);
     expect(storage.batchesWritten).toBeGreaterThan(0);
     expect(Object.keys(storage.tables)).toEqual(['invocations', 'logs', 'container_events']);
+  });
+
+  it('reports the GC pauses and event-loop delay of the gateway and of each executor (from its heartbeats)', async () => {
+    type Stats = { gateway: { runtime: RuntimeStats }; executors: Array<{ nodeId: string; lastSeenMs: number; runtime?: RuntimeStats }> };
+    const stats = async () => json<Stats>(await call(`${skiff.url}/system/stats`));
+    // An executor's first heartbeat after its HELLO carries its runtime (heartbeats every 500 ms).
+    let reply = await stats();
+    for (let waited = 0; reply.executors[0]?.runtime === undefined && waited < 10_000; waited += 100) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      reply = await stats();
+    }
+    const { gateway, executors } = reply;
+    expect(executors).toHaveLength(1);
+    expect(executors[0].nodeId).toBe(skiff.nodeId);
+    expect(Date.now() - executors[0].lastSeenMs).toBeLessThan(5_000);
+    for (const runtime of [gateway.runtime, executors[0].runtime!]) {
+      expect(runtime.sinceMs).toBeLessThanOrEqual(Date.now());
+      expect(runtime.eventLoopDelayMs.max).toBeGreaterThan(0); // both loops ran for seconds: sampled
+      expect(runtime.eventLoopDelayMs.p99).toBeLessThanOrEqual(runtime.eventLoopDelayMs.max);
+      for (const kind of ['minor', 'major', 'incremental', 'weakCallbacks'] as const) {
+        expect(runtime.gc[kind].count).toBeGreaterThanOrEqual(0);
+        expect(runtime.gc[kind].maxMs).toBeLessThanOrEqual(runtime.gc[kind].totalMs);
+      }
+      expect(runtime.heapUsedMb).toBeGreaterThan(0);
+    }
+    // Calls make garbage in both processes; the young generation is kept small in this Skiff
+    // (--max-semi-space-size=1), so a hundred of them take several collections in each.
+    for (let i = 0; i < 10; i++) {
+      const replies = await Promise.all(Array.from({ length: 10 }, () => call(`${skiff.url}/function/logger?n=0`, { method: 'POST', body: 'x' })));
+      expect(replies.map((r) => r.status)).toEqual(Array(10).fill(200));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1_200)); // two heartbeats
+    const later = await stats();
+    expect(later.gateway.runtime.gc.minor.count).toBeGreaterThan(gateway.runtime.gc.minor.count);
+    expect(later.gateway.runtime.gc.minor.totalMs).toBeGreaterThan(gateway.runtime.gc.minor.totalMs);
+    expect(later.executors[0].runtime!.gc.minor.count).toBeGreaterThan(executors[0].runtime!.gc.minor.count);
+    expect(later.executors[0].runtime!.sinceMs).toBe(executors[0].runtime!.sinceMs);
   });
 });
