@@ -19,6 +19,10 @@
  * over rounds; the control's off / off ratio and interval, measured the same way, show how far
  * this machine's noise alone moves the figure. The pooled ratio (the p99 of every call of a mode over all
  * rounds) is printed too. The table's figures are medians of the runs.
+ * GC pauses of the gateway's and the executor's main threads (GET /system/stats, read RUNTIME_SETTLE_MS
+ * after each run so the executor's heartbeat has brought its own) are summed per mode: a pause
+ * stops every call in flight, so at a fixed rate they are most of the p99, and what logging adds
+ * to them shows how it reaches the tail.
  * After the runs it waits until storage holds every line printed, so a path that drops lines fails.
  *
  * Knobs: BENCH_DURATION_S (3), BENCH_RUNS (12), BENCH_CONNECTIONS (16), BENCH_FIXED_RATE_PERCENTS (25,50).
@@ -32,6 +36,7 @@ import { fileURLToPath } from 'node:url';
 import Dockerode from 'dockerode';
 import { packFunctionDir } from '../cli/pack.ts';
 import { renderTable } from '../cli/table.ts';
+import type { RuntimeStats } from '../runtime-stats.ts';
 import type { StorageStats } from '../storage/index.ts';
 import { knobInt, knobList } from './knobs.ts';
 import { LoadGenerator, type DurationResult, type ScheduleResult } from './load.ts';
@@ -58,6 +63,8 @@ const FIXED_RATE_WARM_UP_S = 3;
 /** How long storage may take to hold every printed line after the last run (batched writes). */
 const LINES_SETTLE_MS = 30_000;
 const CLOCK_TICKS_PER_S = 100;
+/** Wait after each run before reading GC pauses: an executor's come with its heartbeats (bus.heartbeatIntervalMs, 500). */
+const RUNTIME_SETTLE_MS = 600;
 const log = logger('logging-overhead');
 
 const LOGGING_FUNCTION = `// Bench fixture: prints LINES lines per call (0: nothing), then answers.
@@ -91,6 +98,12 @@ const roundOrder = (round: number): LoggingMode[] => ROUND_ORDERS[round % ROUND_
 /** The bootstrap interval's confidence. */
 const CONFIDENCE = 0.9;
 
+/** GC pause time per 1000 calls (ms) of the gateway's and the executor's main threads; major counts incremental marking steps too. */
+export interface GcPauses {
+  gateway: { minor: number; major: number };
+  executor: { minor: number; major: number };
+}
+
 export interface LoggingRow {
   logging: LoggingMode;
   requestsPerSec: Spread;
@@ -99,6 +112,8 @@ export interface LoggingRow {
   errors: number;
   /** CPU per 1000 calls (ms) of each part, summed over the runs: where logging's cost goes. */
   cpuMsPer1000Calls: Record<string, number>;
+  /** GC pauses over its runs (each read up to RUNTIME_SETTLE_MS after the run ended). */
+  gcPauseMsPer1000Calls: GcPauses;
   runs: DurationResult[];
 }
 
@@ -111,6 +126,7 @@ export interface FixedRateRow {
   p50Us: Spread;
   p99Us: Spread;
   errors: number;
+  gcPauseMsPer1000Calls: GcPauses;
   runs: ScheduleResult[];
 }
 
@@ -184,6 +200,44 @@ async function containersOf(docker: Dockerode, nodeId: string): Promise<string[]
   return (await docker.listContainers({ all: true, filters: { label: [`skiff.node=${nodeId}`] } })).map((c) => c.Id);
 }
 
+/** The gateway's and the (one) executor's runtime figures at one moment. */
+export interface Runtimes {
+  gateway: RuntimeStats;
+  executor?: RuntimeStats;
+}
+
+/** Runtimes as GET /system/stats gives them. */
+async function runtimes(client: GatewayClient): Promise<Runtimes> {
+  const stats = await client.json<{ gateway: { runtime: RuntimeStats }; executors: Array<{ runtime?: RuntimeStats }> }>('GET', '/system/stats');
+  return { gateway: stats.gateway.runtime, executor: stats.executors[0]?.runtime };
+}
+
+/** GC pauses summed per process and kind over windows, then put per 1000 calls. */
+export class GcPauseTally {
+  readonly #ms = { gateway: { minor: 0, major: 0 }, executor: { minor: 0, major: 0 } };
+  #calls = 0;
+
+  add(before: Runtimes, after: Runtimes, calls: number): void {
+    this.#calls += calls;
+    for (const part of ['gateway', 'executor'] as const) {
+      const [b, a] = [before[part], after[part]];
+      if (!b || !a) continue;
+      this.#ms[part].minor += a.gc.minor.totalMs - b.gc.minor.totalMs;
+      this.#ms[part].major += a.gc.major.totalMs - b.gc.major.totalMs + a.gc.incremental.totalMs - b.gc.incremental.totalMs;
+    }
+  }
+
+  per1000Calls(): GcPauses {
+    const per = (ms: number) => Number(((ms * 1000) / Math.max(1, this.#calls)).toFixed(2));
+    return {
+      gateway: { minor: per(this.#ms.gateway.minor), major: per(this.#ms.gateway.major) },
+      executor: { minor: per(this.#ms.executor.minor), major: per(this.#ms.executor.major) },
+    };
+  }
+}
+
+const settle = () => new Promise((resolve) => setTimeout(resolve, RUNTIME_SETTLE_MS));
+
 /** Runs the logging on/off comparison on a fresh `skiff up`. */
 export async function loggingOnOff(): Promise<LoggingResult> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'skiff-bench-logfn-'));
@@ -204,6 +258,7 @@ export async function loggingOnOff(): Promise<LoggingResult> {
     for (const mode of MODES) await client.json('PUT', `/system/functions/${FUNCTION_OF[mode]}`, { code, handler: 'index.mjs', env: { LINES: String(lines[mode]) }, limits });
     const runs: Record<LoggingMode, DurationResult[]> = { off: [], on: [], control: [] };
     const cpuMs: Record<LoggingMode, Map<string, number>> = { off: new Map(), on: new Map(), control: new Map() };
+    const gcPauses: Record<LoggingMode, GcPauseTally> = { off: new GcPauseTally(), on: new GcPauseTally(), control: new GcPauseTally() };
     const skiffPid = skiff.process.pid ?? -1;
     const target = (mode: LoggingMode) => ({ url: `${skiff.url}/function/${FUNCTION_OF[mode]}`, method: 'POST' as const, headers: { 'content-type': 'text/plain' }, body: Buffer.from('hello') });
     let okCallsOn = 0;
@@ -212,6 +267,8 @@ export async function loggingOnOff(): Promise<LoggingResult> {
       const warm = await generator.run({ kind: 'duration', target: target(mode), connections: CONNECTIONS, durationS: WARM_UP_S });
       if (mode === 'on') okCallsOn += warm.requests - warm.errors - warm.non2xx;
     }
+    await settle();
+    let runtimeBefore = await runtimes(client);
     for (let run = 0; run < RUNS; run++) {
       for (const mode of roundOrder(run)) {
         const containers = await containersOf(docker, skiff.nodeId);
@@ -219,6 +276,10 @@ export async function loggingOnOff(): Promise<LoggingResult> {
         const result = await generator.run({ kind: 'duration', target: target(mode), connections: CONNECTIONS, durationS: DURATION_S, keepDistribution: true });
         for (const [part, ms] of cpuByPart(skiffPid, skiff.executorPid, containers)) cpuMs[mode].set(part, (cpuMs[mode].get(part) ?? 0) + ms - (before.get(part) ?? 0));
         runs[mode].push(result);
+        await settle();
+        const runtimeAfter = await runtimes(client);
+        gcPauses[mode].add(runtimeBefore, runtimeAfter, result.requests);
+        runtimeBefore = runtimeAfter;
         if (mode === 'on') okCallsOn += result.requests - result.errors - result.non2xx;
         log(`logging ${mode} run ${run + 1}: ${Math.round(result.requestsPerSec)} req/s, p99 ${result.latencyUs.p99} µs`);
       }
@@ -232,6 +293,7 @@ export async function loggingOnOff(): Promise<LoggingResult> {
       cpuMsPer1000Calls: Object.fromEntries(
         [...cpuMs[mode]].map(([part, ms]) => [part, Number(((ms * 1000) / Math.max(1, runs[mode].reduce((n, r) => n + r.requests, 0))).toFixed(1))]),
       ),
+      gcPauseMsPer1000Calls: gcPauses[mode].per1000Calls(),
       runs: runs[mode],
     }));
     // Open loop at shares of what the platform sustains with logging off.
@@ -246,14 +308,21 @@ export async function loggingOnOff(): Promise<LoggingResult> {
       };
       const okCalls = (result: ScheduleResult) => Object.entries(result.statuses).reduce((n, [status, count]) => n + (status.startsWith('2') ? count : 0), 0);
       const fixedRuns: Record<LoggingMode, ScheduleResult[]> = { off: [], on: [], control: [] };
+      const fixedGcPauses: Record<LoggingMode, GcPauseTally> = { off: new GcPauseTally(), on: new GcPauseTally(), control: new GcPauseTally() };
       for (const mode of MODES) {
         const warm = await schedule(mode, Array.from({ length: rate * FIXED_RATE_WARM_UP_S }, (_, i) => ({ atMs: (i * 1000) / rate, path: '' })));
         if (mode === 'on') okCallsOn += okCalls(warm);
       }
+      await settle();
+      let fixedBefore = await runtimes(client);
       for (let run = 0; run < RUNS; run++) {
         for (const mode of roundOrder(run)) {
           const result = await schedule(mode, calls);
           fixedRuns[mode].push(result);
+          await settle();
+          const fixedAfter = await runtimes(client);
+          fixedGcPauses[mode].add(fixedBefore, fixedAfter, calls.length);
+          fixedBefore = fixedAfter;
           fixedCpu.push(result.generator.cpuPercent);
           if (mode === 'on') okCallsOn += okCalls(result);
           log(`logging ${mode} at ${rate} calls/s (${percent} %), run ${run + 1}: p50 ${result.latencyUs.p50} µs, p99 ${result.latencyUs.p99} µs, sent up to ${result.maxSendLagMs} ms late`);
@@ -268,6 +337,7 @@ export async function loggingOnOff(): Promise<LoggingResult> {
           p50Us: spreadOf(fixedRuns[mode], (r) => r.latencyUs.p50),
           p99Us: spreadOf(fixedRuns[mode], (r) => r.latencyUs.p99),
           errors: fixedRuns[mode].reduce((n, r) => n + r.errors + Object.entries(r.statuses).reduce((m, [status, count]) => m + (status.startsWith('2') ? 0 : count), 0), 0),
+          gcPauseMsPer1000Calls: fixedGcPauses[mode].per1000Calls(),
           runs: fixedRuns[mode],
         })),
         p99: p99Verdict(fixedRuns),
@@ -334,17 +404,26 @@ function describeVerdict(load: string, v: P99Verdict): string {
 export function describeLogging(result: LoggingResult): { headers: string[]; rows: Array<Array<string | number>>; notes: string[] } {
   const off = result.rows.find((r) => r.logging === 'off')!;
   const on = result.rows.find((r) => r.logging === 'on')!;
-  const headers = ['load', 'logging', 'req/s', 'p50 µs', 'p99 µs', 'errors', ...CPU_PARTS.map((p) => `${p} CPU ms/1k calls`)];
+  const headers = ['load', 'logging', 'req/s', 'p50 µs', 'p99 µs', 'errors', 'gateway GC pause ms/1k calls (minor / major)', 'executor GC pause ms/1k calls (minor / major)', ...CPU_PARTS.map((p) => `${p} CPU ms/1k calls`)];
+  const gc = (g: GcPauses, part: keyof GcPauses) => `${g[part].minor} / ${g[part].major}`;
   const modeName = (mode: LoggingMode) => (mode === 'control' ? 'off (A/A control)' : mode);
   const rows = [
-    ...result.rows.map((r) => [`saturated, ${CONNECTIONS} connections`, modeName(r.logging), formatSpread(r.requestsPerSec), formatSpread(r.p50Us), formatSpread(r.p99Us), r.errors, ...CPU_PARTS.map((p) => r.cpuMsPer1000Calls[p] ?? 0)]),
-    ...result.fixedRates.flatMap((f) => f.rows.map((r) => [`fixed rate, ${r.percentOfSaturated} % of saturated`, modeName(r.logging), r.requestsPerSec, formatSpread(r.p50Us), formatSpread(r.p99Us), r.errors, ...CPU_PARTS.map(() => '')])),
+    ...result.rows.map((r) => [`saturated, ${CONNECTIONS} connections`, modeName(r.logging), formatSpread(r.requestsPerSec), formatSpread(r.p50Us), formatSpread(r.p99Us), r.errors, gc(r.gcPauseMsPer1000Calls, 'gateway'), gc(r.gcPauseMsPer1000Calls, 'executor'), ...CPU_PARTS.map((p) => r.cpuMsPer1000Calls[p] ?? 0)]),
+    ...result.fixedRates.flatMap((f) => f.rows.map((r) => [`fixed rate, ${r.percentOfSaturated} % of saturated`, modeName(r.logging), r.requestsPerSec, formatSpread(r.p50Us), formatSpread(r.p99Us), r.errors, gc(r.gcPauseMsPer1000Calls, 'gateway'), gc(r.gcPauseMsPer1000Calls, 'executor'), ...CPU_PARTS.map(() => '')])),
   ];
   const added = CPU_PARTS.map((p) => `${p} +${((on.cpuMsPer1000Calls[p] ?? 0) - (off.cpuMsPer1000Calls[p] ?? 0)).toFixed(0)}`).join(', ');
   const notes = [
     ...result.fixedRates.map((f) => describeVerdict(`at a fixed ${f.rows[0].requestsPerSec} calls/s (${f.percentOfSaturated} % of saturated throughput)`, f.p99)),
     `${describeVerdict(`saturated (closed loop, ${CONNECTIONS} connections)`, result.p99)}; throughput on / off ${medianRatio(off.requestsPerSec, on.requestsPerSec)}`,
     `logging on (${LOG_LINES_PER_CALL} lines per call) adds CPU ms per 1000 calls: ${added}`,
+    ...[{ load: 'saturated', rows: result.rows }, ...result.fixedRates.map((f) => ({ load: `at ${f.percentOfSaturated} %`, rows: f.rows }))].map(({ load, rows: modeRows }) => {
+      const total = (mode: LoggingMode, part: keyof GcPauses) => {
+        const g = modeRows.find((r) => r.logging === mode)!.gcPauseMsPer1000Calls[part];
+        return g.minor + g.major;
+      };
+      const delta = (part: keyof GcPauses) => `${part} ${total('off', part).toFixed(1)} → ${total('on', part).toFixed(1)} (A/A ${total('control', part).toFixed(1)})`;
+      return `GC pause ms per 1000 calls ${load}, logging off → on: ${delta('gateway')}, ${delta('executor')}`;
+    }),
     `logging on printed ${result.logRowsPrinted} lines (successful calls × ${LOG_LINES_PER_CALL}); storage wrote ${result.logRowsStored} log rows` +
       (result.logRowsStored >= result.logRowsPrinted ? '' : ' — LINES MISSING') +
       `; storage batches written ${result.storage.batchesWritten}, of them through the disk spool ${result.storage.batchesSpooled}, rows dropped ${result.storage.droppedRows}`,
