@@ -14,6 +14,7 @@ import { createLogger } from '../logger.ts';
 import { openStorage, storageOptionsFromConfig } from '../storage/index.ts';
 import { GatewayClient } from './client.ts';
 import { deployDir } from './deploy.ts';
+import { renderStats, type StatsReply } from './stats.ts';
 import { renderTable } from './table.ts';
 import { up } from './up.ts';
 
@@ -207,6 +208,18 @@ program
     await gateway.json('DELETE', `/system/functions/${encodeURIComponent(name)}`);
     await gateway.close();
     process.stdout.write(`removed ${name}\n`);
+  });
+
+program
+  .command('stats')
+  .description("storage's counters per table, and the GC pauses and event-loop delay of the gateway and each executor")
+  .option('--url <url>', 'gateway URL', DEFAULT_URL)
+  .option('--insecure', 'accept a self-signed certificate')
+  .action(async (opts: { url: string; insecure?: boolean }) => {
+    const gateway = client(opts);
+    const stats = await gateway.json<StatsReply>('GET', '/system/stats');
+    await gateway.close();
+    process.stdout.write(renderStats(stats, Date.now()));
   });
 
 interface InvocationRow {

@@ -18,6 +18,7 @@ import { registerRoutes } from './routes.ts';
 export { traceIdOf } from './initiator.ts';
 export { parseDeployRequest, FUNCTION_NAME_PATTERN, FUNCTION_LIMIT_BOUNDS } from './definition.ts';
 export type { DeployRequest } from './definition.ts';
+export type { ExecutorRuntime } from './query-routes.ts';
 
 /** A running gateway. */
 export interface Gateway {

@@ -58,4 +58,18 @@ describe('skiff over HTTPS, driven by its CLI', () => {
     const recent = await skiffCli('logs', 'cli-echo', '--url', skiff.url, '--insecure');
     expect(recent).toContain(callId!);
   });
+
+  it('prints storage counters and every process\'s GC pauses and event-loop delay with `skiff stats`', async () => {
+    // The executor's figures come with its heartbeats: wait for the first.
+    const stats = await eventually(async () => {
+      const out = await skiffCli('stats', '--url', skiff.url, '--insecure');
+      return /executor \S+\s+[\d.]+ s ago\s+[\d.]+ s/.test(out) ? out : undefined;
+    }, 10_000, 'an executor with its runtime in `skiff stats`');
+    expect(stats).toMatch(/^table\s+records written\s+batches/m);
+    expect(stats).toMatch(/^invocations\s+\d+/m);
+    expect(stats).toMatch(/^logs\s+\d+/m);
+    expect(stats).toMatch(/^all\s+\d+/m);
+    expect(stats).toMatch(/^spool: \d+ batches, \d+ bytes in \//m);
+    expect(stats).toMatch(/^gateway\s+[\d.]+ s\s+[\d.]+ \/ [\d.]+ \/ [\d.]+\s+\d+ \/ [\d.]+ \/ [\d.]+/m);
+  });
 });
