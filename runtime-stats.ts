@@ -1,7 +1,7 @@
 /**
  * What a Skiff process's own runtime costs the calls it serves: garbage-collection pauses and
  * event-loop delay. A GC pause stops the event loop, and every call in flight waits for it, so at
- * low load these pauses are what a warm call's p99 is made of. The gateway reports its own in
+ * low load these pauses are most of a warm call's p99. The gateway reports its own in
  * GET /system/stats, each executor its own in its heartbeats. Counters are totals since the
  * monitor started: a reader diffs two snapshots for a window. No imports of Skiff's components,
  * so the bus can carry the type.
@@ -20,7 +20,7 @@ export interface PauseStats {
 export interface RuntimeStats {
   /** When the monitor started (epoch ms): the counters below are totals since then. */
   sinceMs: number;
-  /** How late the event loop ran a timer due every EVENT_LOOP_RESOLUTION_MS, over the whole time (ms): 0 when on time. */
+  /** How late the event loop ran a timer due every resolution ms (EVENT_LOOP_RESOLUTION_MS by default), over the whole time (ms): 0 when on time. */
   eventLoopDelayMs: { p50: number; p99: number; max: number };
   /** Pauses by collection: minor (young generation), major (mark-compact), incremental marking steps, weak callbacks. */
   gc: { minor: PauseStats; major: PauseStats; incremental: PauseStats; weakCallbacks: PauseStats };

@@ -36,7 +36,7 @@ import { fileURLToPath } from 'node:url';
 import Dockerode from 'dockerode';
 import { packFunctionDir } from '../cli/pack.ts';
 import { renderTable } from '../cli/table.ts';
-import type { RuntimeStats } from '../runtime-stats.ts';
+import { gcPausesBetween, type RuntimeStats } from '../runtime-stats.ts';
 import type { StorageStats } from '../storage/index.ts';
 import { knobInt, knobList } from './knobs.ts';
 import { LoadGenerator, type DurationResult, type ScheduleResult } from './load.ts';
@@ -222,8 +222,9 @@ export class GcPauseTally {
     for (const part of ['gateway', 'executor'] as const) {
       const [b, a] = [before[part], after[part]];
       if (!b || !a) continue;
-      this.#ms[part].minor += a.gc.minor.totalMs - b.gc.minor.totalMs;
-      this.#ms[part].major += a.gc.major.totalMs - b.gc.major.totalMs + a.gc.incremental.totalMs - b.gc.incremental.totalMs;
+      const window = gcPausesBetween(b, a);
+      this.#ms[part].minor += window.minor.totalMs;
+      this.#ms[part].major += window.major.totalMs + window.incremental.totalMs;
     }
   }
 
