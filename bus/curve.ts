@@ -36,6 +36,13 @@ export function generateCurveKeyPair(): CurveKeyPair {
 
 const ZAP_ENDPOINT = 'inproc://zeromq.zap.01';
 const ZAP_VERSION = '1.0';
+/**
+ * How long start() keeps trying to bind the ZAP endpoint while it is taken: libzmq releases a
+ * closed socket's endpoint asynchronously (its reaper thread), so a handler started right after
+ * another closed can find the endpoint still held for a moment.
+ */
+const ZAP_BIND_RETRY_MS = 2_000;
+const ZAP_BIND_RETRY_STEP_MS = 10;
 /** The Z85 alphabet, to turn the 32-byte binary key of a ZAP request back into its z85 text. */
 const Z85_CHARS = '0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#';
 
@@ -73,7 +80,20 @@ export class ZapAuthenticator {
   static async start(allowedClientKeys: readonly string[]): Promise<ZapAuthenticator> {
     const zap = new ZapAuthenticator(allowedClientKeys);
     zap.#socket.linger = 0;
-    await zap.#socket.bind(ZAP_ENDPOINT);
+    const deadline = Date.now() + ZAP_BIND_RETRY_MS;
+    for (;;) {
+      try {
+        await zap.#socket.bind(ZAP_ENDPOINT);
+        break;
+      } catch (err) {
+        // Taken for longer than a release takes: another live handler in this process.
+        if ((err as { code?: unknown }).code !== 'EADDRINUSE' || Date.now() >= deadline) {
+          zap.close();
+          throw err;
+        }
+        await new Promise((resolve) => setTimeout(resolve, ZAP_BIND_RETRY_STEP_MS));
+      }
+    }
     void zap.#serve();
     return zap;
   }

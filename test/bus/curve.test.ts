@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Dealer } from 'zeromq';
-import { BusDealer, BusRouter, encodeFrames, generateCurveKeyPair, isCurveKey, MessageType, z85Encode, type ExecutorPeer } from '../../bus/index.ts';
+import { BusDealer, BusRouter, encodeFrames, generateCurveKeyPair, isCurveKey, MessageType, z85Encode, ZapAuthenticator, type ExecutorPeer } from '../../bus/index.ts';
 
 const HEARTBEAT_MS = 50;
 const closers: Array<() => unknown> = [];
@@ -74,5 +74,17 @@ describe('CURVE on the bus', () => {
     dealerFor(endpoint, { ...client, serverPublicKey: server.publicKey }, 'encrypted').start();
     expect((await up.promise).hello.nodeId).toBe('encrypted');
     expect(plaintextPeers).toBe(0);
+  });
+});
+
+describe('the ZAP handler', () => {
+  it('starts again at once after the previous one closed (libzmq releases its endpoint asynchronously)', async () => {
+    for (let i = 0; i < 50; i++) {
+      const zap = await ZapAuthenticator.start([]);
+      zap.close();
+    }
+    const last = await ZapAuthenticator.start([]);
+    closers.push(() => last.close());
+    expect(last.rejected).toBe(0);
   });
 });
