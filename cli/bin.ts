@@ -57,6 +57,16 @@ function client(options: { url: string; insecure?: boolean }): GatewayClient {
   return new GatewayClient(options.url, options.insecure ?? false);
 }
 
+/** One JSON request to the gateway, on a client opened and closed for it. */
+async function gatewayJson<T>(options: { url: string; insecure?: boolean }, method: string, requestPath: string): Promise<T> {
+  const gateway = client(options);
+  try {
+    return await gateway.json<T>(method, requestPath);
+  } finally {
+    await gateway.close();
+  }
+}
+
 const program = new Command('skiff').description('Skiff: low-latency functions on edge executor nodes').showHelpAfterError();
 
 program
@@ -189,9 +199,7 @@ program
   .option('--url <url>', 'gateway URL', DEFAULT_URL)
   .option('--insecure', 'accept a self-signed certificate')
   .action(async (opts: { url: string; insecure?: boolean }) => {
-    const gateway = client(opts);
-    const functions = await gateway.json<Array<{ name: string; version: number; runtime: string; limits: { memoryMB: number; timeoutMs: number; concurrency: number }; createdAt: string }>>('GET', '/system/functions');
-    await gateway.close();
+    const functions = await gatewayJson<Array<{ name: string; version: number; runtime: string; limits: { memoryMB: number; timeoutMs: number; concurrency: number }; createdAt: string }>>(opts, 'GET', '/system/functions');
     process.stdout.write(`${renderTable(
       ['name', 'version', 'runtime', 'memory MB', 'timeout ms', 'concurrency', 'deployed'],
       functions.map((f) => [f.name, f.version, f.runtime, f.limits.memoryMB, f.limits.timeoutMs, f.limits.concurrency, f.createdAt]),
@@ -204,9 +212,7 @@ program
   .option('--url <url>', 'gateway URL', DEFAULT_URL)
   .option('--insecure', 'accept a self-signed certificate')
   .action(async (name: string, opts: { url: string; insecure?: boolean }) => {
-    const gateway = client(opts);
-    await gateway.json('DELETE', `/system/functions/${encodeURIComponent(name)}`);
-    await gateway.close();
+    await gatewayJson(opts, 'DELETE', `/system/functions/${encodeURIComponent(name)}`);
     process.stdout.write(`removed ${name}\n`);
   });
 
@@ -216,10 +222,7 @@ program
   .option('--url <url>', 'gateway URL', DEFAULT_URL)
   .option('--insecure', 'accept a self-signed certificate')
   .action(async (opts: { url: string; insecure?: boolean }) => {
-    const gateway = client(opts);
-    const stats = await gateway.json<StatsReply>('GET', '/system/stats');
-    await gateway.close();
-    process.stdout.write(renderStats(stats, Date.now()));
+    process.stdout.write(renderStats(await gatewayJson<StatsReply>(opts, 'GET', '/system/stats'), Date.now()));
   });
 
 interface InvocationRow {
