@@ -237,7 +237,25 @@ export class GcPauseTally {
   }
 }
 
-const settle = () => new Promise((resolve) => setTimeout(resolve, RUNTIME_SETTLE_MS));
+/**
+ * GC pauses per mode over consecutive runs: a run's window goes from the last reading to one taken
+ * RUNTIME_SETTLE_MS after the run ended (by then the executor's heartbeat has brought its own).
+ */
+async function gcPauseWindows(client: GatewayClient): Promise<{ tallies: Record<LoggingMode, GcPauseTally>; runEnded(mode: LoggingMode, calls: number): Promise<void> }> {
+  const settle = () => new Promise((resolve) => setTimeout(resolve, RUNTIME_SETTLE_MS));
+  const tallies: Record<LoggingMode, GcPauseTally> = { off: new GcPauseTally(), on: new GcPauseTally(), control: new GcPauseTally() };
+  await settle();
+  let last = await runtimes(client);
+  return {
+    tallies,
+    async runEnded(mode, calls) {
+      await settle();
+      const now = await runtimes(client);
+      tallies[mode].add(last, now, calls);
+      last = now;
+    },
+  };
+}
 
 /** Runs the logging on/off comparison on a fresh `skiff up`. */
 export async function loggingOnOff(): Promise<LoggingResult> {
@@ -259,7 +277,6 @@ export async function loggingOnOff(): Promise<LoggingResult> {
     for (const mode of MODES) await client.json('PUT', `/system/functions/${FUNCTION_OF[mode]}`, { code, handler: 'index.mjs', env: { LINES: String(lines[mode]) }, limits });
     const runs: Record<LoggingMode, DurationResult[]> = { off: [], on: [], control: [] };
     const cpuMs: Record<LoggingMode, Map<string, number>> = { off: new Map(), on: new Map(), control: new Map() };
-    const gcPauses: Record<LoggingMode, GcPauseTally> = { off: new GcPauseTally(), on: new GcPauseTally(), control: new GcPauseTally() };
     const skiffPid = skiff.process.pid ?? -1;
     const target = (mode: LoggingMode) => ({ url: `${skiff.url}/function/${FUNCTION_OF[mode]}`, method: 'POST' as const, headers: { 'content-type': 'text/plain' }, body: Buffer.from('hello') });
     let okCallsOn = 0;
@@ -268,8 +285,7 @@ export async function loggingOnOff(): Promise<LoggingResult> {
       const warm = await generator.run({ kind: 'duration', target: target(mode), connections: CONNECTIONS, durationS: WARM_UP_S });
       if (mode === 'on') okCallsOn += warm.requests - warm.errors - warm.non2xx;
     }
-    await settle();
-    let runtimeBefore = await runtimes(client);
+    const gcPauses = await gcPauseWindows(client);
     for (let run = 0; run < RUNS; run++) {
       for (const mode of roundOrder(run)) {
         const containers = await containersOf(docker, skiff.nodeId);
@@ -277,10 +293,7 @@ export async function loggingOnOff(): Promise<LoggingResult> {
         const result = await generator.run({ kind: 'duration', target: target(mode), connections: CONNECTIONS, durationS: DURATION_S, keepDistribution: true });
         for (const [part, ms] of cpuByPart(skiffPid, skiff.executorPid, containers)) cpuMs[mode].set(part, (cpuMs[mode].get(part) ?? 0) + ms - (before.get(part) ?? 0));
         runs[mode].push(result);
-        await settle();
-        const runtimeAfter = await runtimes(client);
-        gcPauses[mode].add(runtimeBefore, runtimeAfter, result.requests);
-        runtimeBefore = runtimeAfter;
+        await gcPauses.runEnded(mode, result.requests);
         if (mode === 'on') okCallsOn += result.requests - result.errors - result.non2xx;
         log(`logging ${mode} run ${run + 1}: ${Math.round(result.requestsPerSec)} req/s, p99 ${result.latencyUs.p99} µs`);
       }
@@ -294,7 +307,7 @@ export async function loggingOnOff(): Promise<LoggingResult> {
       cpuMsPer1000Calls: Object.fromEntries(
         [...cpuMs[mode]].map(([part, ms]) => [part, Number(((ms * 1000) / Math.max(1, runs[mode].reduce((n, r) => n + r.requests, 0))).toFixed(1))]),
       ),
-      gcPauseMsPer1000Calls: gcPauses[mode].per1000Calls(),
+      gcPauseMsPer1000Calls: gcPauses.tallies[mode].per1000Calls(),
       runs: runs[mode],
     }));
     // Open loop at shares of what the platform sustains with logging off.
@@ -309,21 +322,16 @@ export async function loggingOnOff(): Promise<LoggingResult> {
       };
       const okCalls = (result: ScheduleResult) => Object.entries(result.statuses).reduce((n, [status, count]) => n + (status.startsWith('2') ? count : 0), 0);
       const fixedRuns: Record<LoggingMode, ScheduleResult[]> = { off: [], on: [], control: [] };
-      const fixedGcPauses: Record<LoggingMode, GcPauseTally> = { off: new GcPauseTally(), on: new GcPauseTally(), control: new GcPauseTally() };
       for (const mode of MODES) {
         const warm = await schedule(mode, Array.from({ length: rate * FIXED_RATE_WARM_UP_S }, (_, i) => ({ atMs: (i * 1000) / rate, path: '' })));
         if (mode === 'on') okCallsOn += okCalls(warm);
       }
-      await settle();
-      let fixedBefore = await runtimes(client);
+      const fixedGcPauses = await gcPauseWindows(client);
       for (let run = 0; run < RUNS; run++) {
         for (const mode of roundOrder(run)) {
           const result = await schedule(mode, calls);
           fixedRuns[mode].push(result);
-          await settle();
-          const fixedAfter = await runtimes(client);
-          fixedGcPauses[mode].add(fixedBefore, fixedAfter, calls.length);
-          fixedBefore = fixedAfter;
+          await fixedGcPauses.runEnded(mode, calls.length);
           fixedCpu.push(result.generator.cpuPercent);
           if (mode === 'on') okCallsOn += okCalls(result);
           log(`logging ${mode} at ${rate} calls/s (${percent} %), run ${run + 1}: p50 ${result.latencyUs.p50} µs, p99 ${result.latencyUs.p99} µs, sent up to ${result.maxSendLagMs} ms late`);
@@ -338,7 +346,7 @@ export async function loggingOnOff(): Promise<LoggingResult> {
           p50Us: spreadOf(fixedRuns[mode], (r) => r.latencyUs.p50),
           p99Us: spreadOf(fixedRuns[mode], (r) => r.latencyUs.p99),
           errors: fixedRuns[mode].reduce((n, r) => n + r.errors + Object.entries(r.statuses).reduce((m, [status, count]) => m + (status.startsWith('2') ? 0 : count), 0), 0),
-          gcPauseMsPer1000Calls: fixedGcPauses[mode].per1000Calls(),
+          gcPauseMsPer1000Calls: fixedGcPauses.tallies[mode].per1000Calls(),
           runs: fixedRuns[mode],
         })),
         p99: p99Verdict(fixedRuns),
