@@ -13,8 +13,8 @@ export { generateCurveKeyPair, isCurveKey, z85Encode, ZapAuthenticator } from '.
 export type { CurveKeyPair, CurveServerOptions, CurveClientOptions } from './curve.ts';
 export { encodeFrames, decodeFrames, FrameError } from './frames.ts';
 export { MessageType, MESSAGE_TYPE_NAMES } from './messages.ts';
-export { LOG_ROW_COLUMNS, LogRowEncoder, countLogRows, decodeLogRows } from './log-rows.ts';
-export type { DecodedLogRow, LogLines } from './log-rows.ts';
+export { LOG_ROW_COLUMNS, LogRowEncoder, RowBytes, countLogRows, decodeLogRows } from './log-rows.ts';
+export type { DecodedLogRow, LogLineBytes, LogLines } from './log-rows.ts';
 export type {
   BusMessage,
   HeaderOf,

@@ -5,8 +5,9 @@
  * as it is, with no per-line work: no decoding, re-encoding or JS object per line on the gateway,
  * which also runs the embedded ClickHouse. Each row carries its own identity (`line_id`, from the
  * writing executor's id prefix and a counter), so a retried or replayed batch dedups on it.
- * Hot path: one template string per line; lines read together (one frame's) share their leading
- * fields, and when the reader found none needing escapes, the escaping check too.
+ * Hot path: a frame of whole lines (the usual console.log output) is written from its bytes
+ * straight into the body (writeLineBytes: no string per line); other lines take one template
+ * string each. Lines read together (one frame's) share their leading fields.
  */
 import { tsvField, tsvUnescape } from '../tsv.ts';
 import type { LogLine, LogStream } from './messages.ts';
@@ -27,6 +28,125 @@ export interface DecodedLogRow extends LogLine {
   lineId: string;
 }
 
+/** Bytes a LOGS body starts with room for at least; it grows by doubling. */
+const INITIAL_BODY_BYTES = 16 * 1024;
+/**
+ * A new body starts with room for the last one sent plus this share: a steady flow rarely grows
+ * one, and after a burst of long lines the next bodies shrink back (a large buffer per batch
+ * would count as external memory and bring full GCs sooner).
+ */
+const BODY_HEADROOM = 1.25;
+/** UTF-8 takes at most 3 bytes per UTF-16 code unit (a surrogate pair: 4 bytes for 2). */
+const MAX_UTF8_BYTES_PER_CHAR = 3;
+
+/**
+ * A LOGS body being written: rows' text appended as UTF-8 bytes into one buffer, handed over
+ * whole when the batch leaves (the bus may still hold it while it sends; the next body is new).
+ */
+export class RowBytes {
+  readonly #minCapacity: number;
+  #bytes: Buffer | undefined;
+  #length = 0;
+  #nextCapacity: number;
+
+  /** `initialCapacity`: the first body's room, and the least any later one starts with. */
+  constructor(initialCapacity = INITIAL_BODY_BYTES) {
+    this.#minCapacity = Math.max(1, initialCapacity);
+    this.#nextCapacity = this.#minCapacity;
+  }
+
+  get length(): number {
+    return this.#length;
+  }
+
+  /** Bytes the body has room for (the next one, once taken). */
+  get capacity(): number {
+    return this.#bytes?.length ?? this.#nextCapacity;
+  }
+
+  append(text: string): void {
+    const bytes = this.reserve(text.length * MAX_UTF8_BYTES_PER_CHAR);
+    this.#length += bytes.write(text, this.#length, 'utf8');
+  }
+
+  /**
+   * Room for `extra` more bytes from `length` on: the buffer to write them into (valid until the
+   * next reserve). advance() then counts what was written.
+   */
+  reserve(extra: number): Buffer {
+    const needed = this.#length + extra;
+    let bytes = this.#bytes;
+    if (bytes === undefined || needed > bytes.length) {
+      let capacity = bytes?.length ?? this.#nextCapacity;
+      while (capacity < needed) capacity *= 2;
+      const grown = Buffer.allocUnsafe(capacity);
+      if (bytes !== undefined) bytes.copy(grown, 0, 0, this.#length);
+      this.#bytes = bytes = grown;
+    }
+    return bytes;
+  }
+
+  /** Counts `written` bytes put at `length` into the buffer reserve() returned. */
+  advance(written: number): void {
+    this.#length += written;
+  }
+
+  /** The bytes written so far; empties the body. */
+  take(): Buffer {
+    const bytes = this.#bytes;
+    if (bytes === undefined) return Buffer.alloc(0);
+    const body = bytes.subarray(0, this.#length);
+    this.#nextCapacity = Math.max(this.#minCapacity, Math.ceil(this.#length * BODY_HEADROOM));
+    this.#bytes = undefined;
+    this.#length = 0;
+    return body;
+  }
+}
+
+/**
+ * Whole lines as a container wrote them, not decoded: `bytes[start, end)` is valid UTF-8 of one
+ * or more lines, each ending in '\n' (a '\r' before it is dropped, as a line splitter would) and
+ * none longer than the executor's line limit (the reader checked; a longer one is cut on the
+ * string path, marked truncated).
+ */
+export interface LogLineBytes extends Omit<LogLine, 'line' | 'truncated'> {
+  bytes: Uint8Array;
+  start: number;
+  end: number;
+}
+
+const TAB = 0x09;
+const NEWLINE = 0x0a;
+const CARRIAGE_RETURN = 0x0d;
+const BACKSLASH = 0x5c;
+const LETTER_T = 0x74;
+const LETTER_R = 0x72;
+const DIGIT_0 = 0x30;
+/**
+ * A row's bytes besides its line, leading ids and line id prefix, at most: time and seq (16 digits
+ * each), the seq in base 36 (11), stream (6), truncated (1), seven tabs, '-' and the newline.
+ */
+const MAX_ROW_OVERHEAD_BYTES = 64;
+
+/** Writes `value` (a non-negative integer) in `radix` at bytes[at]; returns where it ends. */
+function writeUint(bytes: Uint8Array, at: number, value: number, radix: number): number {
+  let digits = 1;
+  for (let rest = Math.floor(value / radix); rest > 0; rest = Math.floor(rest / radix)) digits++;
+  let rest = value;
+  for (let i = at + digits - 1; i >= at; i--) {
+    const digit = rest % radix;
+    bytes[i] = digit < 10 ? DIGIT_0 + digit : 0x57 + digit; // 0x57 + 10 = 'a'
+    rest = Math.floor(rest / radix);
+  }
+  return at + digits;
+}
+
+/** Writes ASCII `text` at bytes[at]; returns where it ends. */
+function writeAscii(bytes: Uint8Array, at: number, text: string): number {
+  for (let i = 0; i < text.length; i++) bytes[at + i] = text.charCodeAt(i);
+  return at + text.length;
+}
+
 /** Writes log lines as LOGS body rows; one per executor, so `line_id`s never repeat. */
 export class LogRowEncoder {
   readonly #idPrefix: string;
@@ -36,6 +156,8 @@ export class LogRowEncoder {
   #lastFunction = '';
   #lastContainerId = '';
   #lastLead = '\t\t\t';
+  /** #lastLead's length in UTF-8 bytes. */
+  #lastLeadBytes = 3;
 
   /** `idPrefix`: unique to this writer across processes and restarts (e.g. random bytes in hex). */
   constructor(idPrefix: string) {
@@ -53,14 +175,8 @@ export class LogRowEncoder {
    * id too: a container claims its own call ids, and a tab in one must not shift the row's columns.
    */
   encodeLines(l: LogLines): string {
-    const time = Number.isFinite(l.timeMs) && l.timeMs > 0 ? Math.trunc(l.timeMs) : 0;
-    if (l.invocationId !== this.#lastInvocationId || l.function !== this.#lastFunction || l.containerId !== this.#lastContainerId) {
-      this.#lastInvocationId = l.invocationId;
-      this.#lastFunction = l.function;
-      this.#lastContainerId = l.containerId;
-      this.#lastLead = `${tsvField(l.invocationId)}\t${tsvField(l.function)}\t${tsvField(l.containerId)}\t`;
-    }
-    const lead = `${this.#lastLead}${time}\t`;
+    const time = rowTime(l.timeMs);
+    const lead = `${this.#lead(l)}${time}\t`;
     const tail = `\t${l.truncated ? 1 : 0}\n`;
     const stream = `\t${l.stream}\t`;
     let rows = '';
@@ -70,6 +186,87 @@ export class LogRowEncoder {
     }
     return rows;
   }
+
+  /**
+   * The same rows as encodeLines would write for these lines, written from their bytes straight
+   * into `out`: no string per line, nothing for the young generation to collect or copy (the
+   * usual case, a frame of console.log output, goes this way). Returns how many rows it wrote.
+   */
+  writeLineBytes(l: LogLineBytes, out: RowBytes): number {
+    const src = l.bytes;
+    const lead = this.#lead(l);
+    const time = rowTime(l.timeMs);
+    let rows = 0;
+    let leadStart = -1;
+    let leadEnd = -1;
+    for (let at = l.start; at < l.end; ) {
+      let lineEnd = src.indexOf(NEWLINE, at);
+      if (lineEnd === -1 || lineEnd >= l.end) lineEnd = l.end; // the caller promised a newline: end there anyway
+      const next = lineEnd + 1;
+      if (lineEnd > at && src[lineEnd - 1] === CARRIAGE_RETURN) lineEnd--;
+      // Each byte of the line at most doubles (escaped); the lead is copied or written once.
+      const bytes = out.reserve(this.#lastLeadBytes + this.#idPrefix.length + MAX_ROW_OVERHEAD_BYTES + 2 * (lineEnd - at));
+      let w = out.length;
+      if (leadStart === -1) {
+        leadStart = w;
+        w += bytes.write(lead, w, 'utf8');
+        w = writeUint(bytes, w, time, 10);
+        bytes[w++] = TAB;
+        leadEnd = w;
+      } else {
+        bytes.copyWithin(w, leadStart, leadEnd);
+        w += leadEnd - leadStart;
+      }
+      const seq = ++this.#seq;
+      w = writeUint(bytes, w, seq, 10);
+      bytes[w++] = TAB;
+      w = writeAscii(bytes, w, this.#idPrefix);
+      bytes[w++] = 0x2d; // '-'
+      w = writeUint(bytes, w, seq, 36);
+      bytes[w++] = TAB;
+      w = writeAscii(bytes, w, l.stream);
+      bytes[w++] = TAB;
+      for (let i = at; i < lineEnd; i++) {
+        const b = src[i];
+        if (b === TAB) {
+          bytes[w++] = BACKSLASH;
+          bytes[w++] = LETTER_T;
+        } else if (b === CARRIAGE_RETURN) {
+          bytes[w++] = BACKSLASH;
+          bytes[w++] = LETTER_R;
+        } else if (b === BACKSLASH) {
+          bytes[w++] = BACKSLASH;
+          bytes[w++] = BACKSLASH;
+        } else {
+          bytes[w++] = b;
+        }
+      }
+      bytes[w++] = TAB;
+      bytes[w++] = DIGIT_0; // not truncated
+      bytes[w++] = NEWLINE;
+      out.advance(w - out.length);
+      rows++;
+      at = next;
+    }
+    return rows;
+  }
+
+  /** The escaped invocation, function and container fields with their tabs: consecutive lines of one call share them. */
+  #lead(l: Omit<LogLine, 'line' | 'truncated'>): string {
+    if (l.invocationId !== this.#lastInvocationId || l.function !== this.#lastFunction || l.containerId !== this.#lastContainerId) {
+      this.#lastInvocationId = l.invocationId;
+      this.#lastFunction = l.function;
+      this.#lastContainerId = l.containerId;
+      this.#lastLead = `${tsvField(l.invocationId)}\t${tsvField(l.function)}\t${tsvField(l.containerId)}\t`;
+      this.#lastLeadBytes = Buffer.byteLength(this.#lastLead);
+    }
+    return this.#lastLead;
+  }
+}
+
+/** A row's time_ms: whole milliseconds, 0 for a time that is not one. */
+function rowTime(timeMs: number): number {
+  return Number.isFinite(timeMs) && timeMs > 0 ? Math.trunc(timeMs) : 0;
 }
 
 /** The number of rows in a LOGS body: one newline ends each (values have theirs escaped). */

@@ -23,7 +23,7 @@ import type { HardeningSettings } from './hardening.ts';
 import { STEM_FILE, waitForListener } from './listener.ts';
 import type { DeployedFunction } from './registry.ts';
 import { checkStemCell, specializeStemCell } from './specialize.ts';
-import { ContainerLogs, RecentLines, type CapturedLines } from './log-capture.ts';
+import { ContainerLogs, RecentLines, type Captured } from './log-capture.ts';
 import type { ContainerLauncher } from './pool.ts';
 import type { TelemetryBatcher, TelemetryRoute } from './telemetry.ts';
 
@@ -78,21 +78,18 @@ export class ContainerLifecycle implements ContainerLauncher {
     this.#o.logger.debug({ container: container.shortId, fn: container.key, kind, detail }, 'container event');
   }
 
-  #lines(container: FunctionContainer, logs: ContainerLogs, captured: CapturedLines): void {
+  #lines(container: FunctionContainer, logs: ContainerLogs, captured: Captured): void {
     // Lines printed outside any call are kept too, with no invocation id.
     const { invocationId, route } = logs.attribution.resolve(captured.callId, container.invocation);
     const target = route ?? this.#o.fallbackRoute();
     if (!target) return;
-    this.#o.telemetry.lines(target, {
-      invocationId,
-      function: container.deployed.spec.name,
-      containerId: container.id,
-      timeMs: captured.timeMs,
-      stream: captured.stream,
-      lines: captured.lines,
-      truncated: captured.truncated,
-      tsvPlain: captured.tsvPlain,
-    });
+    const { timeMs, stream } = captured;
+    const source = { invocationId, function: container.deployed.spec.name, containerId: container.id, timeMs, stream };
+    if ('bytes' in captured) {
+      this.#o.telemetry.lineBytes(target, { ...source, bytes: captured.bytes, start: captured.start, end: captured.end });
+    } else {
+      this.#o.telemetry.lines(target, { ...source, lines: captured.lines, truncated: captured.truncated, tsvPlain: captured.tsvPlain });
+    }
   }
 
   async launch(container: FunctionContainer): Promise<void> {
@@ -105,7 +102,7 @@ export class ContainerLifecycle implements ContainerLauncher {
       await mkdir(container.iofsDir, { recursive: true });
       await chmod(container.iofsDir, IOFS_DIR_MODE);
       const logs = await ContainerLogs.open(container.iofsDir, this.#o.maxLogLineBytes, (captured) => {
-        recent.add(captured.lines);
+        recent.add(captured);
         this.#lines(container, logs, captured);
       });
       this.#logs.set(container, logs);

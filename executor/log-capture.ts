@@ -11,9 +11,11 @@
  * truncated; the rest of that line is discarded). Lines written outside any call (module load,
  * timers firing after the response) are kept with no invocation id.
  * Hot path: the bootstrap sends one frame per run of a call's writes (usually one per call); frames
- * are parsed in place. A frame of whole lines (the usual console.log output) is decoded at once and
- * its lines go out together; anything else goes through the line splitter as bytes come.
+ * are parsed in place. A frame of whole lines (the usual console.log output) goes out as it is,
+ * its bytes not decoded (CapturedLineBytes: storage rows are written from them); anything else
+ * goes through the line splitter as bytes come.
  */
+import { isUtf8 } from 'node:buffer';
 import { chmod } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
@@ -39,8 +41,33 @@ export interface CapturedLines {
   callId?: string;
 }
 
+/**
+ * A frame of whole lines from the log socket, not decoded: `bytes[start, end)` is valid UTF-8, each
+ * line ends in '\n' and none is over executor.maxLogLineBytes (bus/log-rows.ts LogLineBytes).
+ */
+export interface CapturedLineBytes {
+  stream: LogStream;
+  bytes: Buffer;
+  start: number;
+  end: number;
+  timeMs: number;
+  /** As CapturedLines.callId (log socket frames always carry one, '' for none). */
+  callId: string;
+}
+
+/** Lines a reader hands over: decoded, or a frame's bytes as they came. */
+export type Captured = CapturedLines | CapturedLineBytes;
+
 /** What a reader hands its lines to. */
-export type OnLines = (captured: CapturedLines) => void;
+export type OnLines = (captured: Captured) => void;
+
+/** Captured lines as text (a frame's bytes decoded, a trailing '\r' dropped from each line as the splitter does). */
+export function capturedText(captured: Captured): CapturedLines {
+  if (!('bytes' in captured)) return captured;
+  const { stream, bytes, start, end, timeMs, callId } = captured;
+  const lines = bytes.toString('utf8', start, end - 1).split('\n').map((line) => (line.endsWith('\r') ? line.slice(0, -1) : line));
+  return { stream, lines, truncated: false, tsvPlain: !lines.some((line) => TSV_OR_CR.test(line)), timeMs, callId };
+}
 
 /** One line the line splitter emitted, read now (its text escaped later, when written as a row). */
 function singleLine(stream: LogStream, line: string, truncated: boolean, callId?: string): CapturedLines {
@@ -138,23 +165,44 @@ export class LineSplitter {
   }
 }
 
-/** Remembers the last few lines of a container, to explain a failed start. */
+/**
+ * Remembers the last few lines of a container, to explain a failed start or exit. Keeps the last
+ * captured blocks as they came and decodes them only when asked: a container taking calls adds
+ * a block per call, and its explanation is rarely read.
+ */
 export class RecentLines {
   readonly #limit: number;
-  readonly #lines: string[] = [];
+  /** The last blocks, oldest first, and their line counts: without the oldest, fewer than `limit` lines. */
+  readonly #blocks: Captured[] = [];
+  readonly #counts: number[] = [];
+  #lines = 0;
 
   constructor(limit: number) {
     this.#limit = limit;
   }
 
-  add(lines: readonly string[]): void {
-    for (let i = Math.max(0, lines.length - this.#limit); i < lines.length; i++) this.#lines.push(lines[i]);
-    if (this.#lines.length > this.#limit) this.#lines.splice(0, this.#lines.length - this.#limit);
+  add(captured: Captured): void {
+    const count = lineCount(captured);
+    this.#blocks.push(captured);
+    this.#counts.push(count);
+    this.#lines += count;
+    while (this.#blocks.length > 1 && this.#lines - this.#counts[0] >= this.#limit) {
+      this.#lines -= this.#counts.shift() as number;
+      this.#blocks.shift();
+    }
   }
 
   toString(): string {
-    return this.#lines.join('\n');
+    const lines = this.#blocks.flatMap((block) => capturedText(block).lines);
+    return lines.slice(Math.max(0, lines.length - this.#limit)).join('\n');
   }
+}
+
+function lineCount(captured: Captured): number {
+  if (!('bytes' in captured)) return captured.lines.length;
+  let count = 0;
+  for (let at = captured.bytes.indexOf(NEWLINE, captured.start); at !== -1 && at < captured.end; at = captured.bytes.indexOf(NEWLINE, at + 1)) count++;
+  return count;
 }
 
 /**
@@ -228,19 +276,23 @@ export class LogFrameReader {
 
   /**
    * The fast path, for a frame whose payload is all in this chunk: when it holds only whole lines
-   * (it ends with a newline), none over the limit, none ending in '\r', and its call and stream
-   * hold no partial line, its lines go out together, decoded with one toString and one split
-   * instead of line by line. Returns false (nothing done) to leave the frame to the line splitter.
+   * (it ends with a newline), none over the limit, all valid UTF-8, and its call and stream hold
+   * no partial line, its bytes go out as they are (CapturedLineBytes), not decoded. Returns false
+   * (nothing done) to leave the frame to the line splitter, which cuts long lines and replaces
+   * invalid UTF-8.
    */
   #wholeLines(chunk: Buffer, start: number, end: number): boolean {
-    if (this.#kind === 0 || chunk[end - 1] !== NEWLINE || end - start - 1 > this.#maxLineBytes) return false;
+    if (this.#kind === 0 || chunk[end - 1] !== NEWLINE) return false;
     const stream: LogStream = this.#kind === FRAME_STDOUT ? 'stdout' : 'stderr';
     const splitter = this.#calls.get(this.#callId)?.[stream];
     if (splitter && !splitter.idle) return false;
-    const text = chunk.toString('utf8', start, end - 1);
-    const tsvPlain = !TSV_OR_CR.test(text);
-    if (!tsvPlain && text.includes('\r')) return false;
-    this.#onLines({ stream, lines: text.split('\n'), truncated: false, tsvPlain, timeMs: Date.now(), callId: this.#callId });
+    for (let at = start; at < end; ) {
+      const nl = chunk.indexOf(NEWLINE, at); // found by end - 1 at the latest
+      if (nl - at > this.#maxLineBytes) return false;
+      at = nl + 1;
+    }
+    if (!isUtf8(chunk.subarray(start, end))) return false;
+    this.#onLines({ stream, bytes: chunk, start, end, timeMs: Date.now(), callId: this.#callId });
     return true;
   }
 

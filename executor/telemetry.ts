@@ -2,15 +2,15 @@
  * Batches log lines (LOGS) and container events (EVENTS) per gateway connection: a batch leaves
  * every FLUSH_INTERVAL_MS, or at once when it reaches MAX_BATCH_LINES. Each line and event goes
  * to the gateway of the invocation it belongs to, which records it.
- * Hot path (lines): lines become their storage rows' text at once (bus/log-rows.ts), a frame's
- * lines together, and that text is written straight into the batch's LOGS body bytes, so nothing
- * per line is left to encode and no line's string outlives its frame: kept for the batch's
+ * Hot path (lines): lines become their storage rows at once (bus/log-rows.ts), written straight
+ * into the batch's LOGS body bytes (a frame of whole lines from its own bytes, with no string at
+ * all), so nothing per line is left to encode and no line's string outlives its frame: kept for the batch's
  * 100 ms, strings would survive young-generation collections and be copied by each, which on a
  * node taking calls shows as longer GC pauses in the executor's event loop.
  */
 import { randomBytes } from 'node:crypto';
 import diagnostics from 'node:diagnostics_channel';
-import { LOG_ROW_COLUMNS, LogRowEncoder, MessageType, type ContainerEvent, type ContainerEventKind, type HeaderOf, type LogLines, type LogsHeader } from '../bus/index.ts';
+import { LOG_ROW_COLUMNS, LogRowEncoder, MessageType, RowBytes, type ContainerEvent, type ContainerEventKind, type HeaderOf, type LogLineBytes, type LogLines, type LogsHeader } from '../bus/index.ts';
 
 const FLUSH_INTERVAL_MS = 100;
 const MAX_BATCH_LINES = 500;
@@ -24,67 +24,6 @@ export interface TelemetryRoute {
 /** diagnostics_channel names, one per container event kind: `skiff:executor:container-<kind>`. */
 export function containerEventChannel(kind: ContainerEventKind): string {
   return `skiff:executor:container-${kind}`;
-}
-
-/** Bytes a LOGS body starts with room for at least; it grows by doubling. */
-const INITIAL_BODY_BYTES = 16 * 1024;
-/**
- * A new body starts with room for the last one sent plus this share: a steady flow rarely grows
- * one, and after a burst of long lines the next bodies shrink back (a large buffer per batch
- * would count as external memory and bring full GCs sooner).
- */
-const BODY_HEADROOM = 1.25;
-/** UTF-8 takes at most 3 bytes per UTF-16 code unit (a surrogate pair: 4 bytes for 2). */
-const MAX_UTF8_BYTES_PER_CHAR = 3;
-
-/**
- * A LOGS body being written: rows' text appended as UTF-8 bytes into one buffer, handed over
- * whole when the batch leaves (the bus may still hold it while it sends; the next body is new).
- */
-export class RowBytes {
-  readonly #minCapacity: number;
-  #bytes: Buffer | undefined;
-  #length = 0;
-  #nextCapacity: number;
-
-  /** `initialCapacity`: the first body's room, and the least any later one starts with. */
-  constructor(initialCapacity = INITIAL_BODY_BYTES) {
-    this.#minCapacity = Math.max(1, initialCapacity);
-    this.#nextCapacity = this.#minCapacity;
-  }
-
-  get length(): number {
-    return this.#length;
-  }
-
-  /** Bytes the body has room for (the next one, once taken). */
-  get capacity(): number {
-    return this.#bytes?.length ?? this.#nextCapacity;
-  }
-
-  append(text: string): void {
-    const needed = this.#length + text.length * MAX_UTF8_BYTES_PER_CHAR;
-    let bytes = this.#bytes;
-    if (bytes === undefined || needed > bytes.length) {
-      let capacity = bytes?.length ?? this.#nextCapacity;
-      while (capacity < needed) capacity *= 2;
-      const grown = Buffer.allocUnsafe(capacity);
-      if (bytes !== undefined) bytes.copy(grown, 0, 0, this.#length);
-      this.#bytes = bytes = grown;
-    }
-    this.#length += bytes.write(text, this.#length, 'utf8');
-  }
-
-  /** The bytes written so far; empties the body. */
-  take(): Buffer {
-    const bytes = this.#bytes;
-    if (bytes === undefined) return Buffer.alloc(0);
-    const body = bytes.subarray(0, this.#length);
-    this.#nextCapacity = Math.max(this.#minCapacity, Math.ceil(this.#length * BODY_HEADROOM));
-    this.#bytes = undefined;
-    this.#length = 0;
-    return body;
-  }
 }
 
 interface Batch {
@@ -103,8 +42,8 @@ export class TelemetryBatcher {
   readonly #batches = new Map<TelemetryRoute, Batch>();
   readonly #timer: NodeJS.Timeout;
   readonly #rows = new LogRowEncoder(randomBytes(LINE_ID_PREFIX_BYTES).toString('hex'));
-  /** The capacity a new LOGS body starts with (RowBytes' rule: the last one sent, with headroom). */
-  #bodyCapacity = INITIAL_BODY_BYTES;
+  /** The capacity a new LOGS body starts with (RowBytes' rule: the last one sent, with headroom); undefined: RowBytes' default. */
+  #bodyCapacity: number | undefined;
   /** Lines/events a full bus queue refused. */
   dropped = 0;
 
@@ -126,6 +65,13 @@ export class TelemetryBatcher {
     const batch = this.#batch(route);
     batch.rows.append(this.#rows.encodeLines(lines));
     batch.lines += lines.lines.length;
+    if (batch.lines >= MAX_BATCH_LINES) this.#flushLines(route, batch);
+  }
+
+  /** Whole lines still as the container wrote them (the usual case): written from their bytes. */
+  lineBytes(route: TelemetryRoute, lines: LogLineBytes): void {
+    const batch = this.#batch(route);
+    batch.lines += this.#rows.writeLineBytes(lines, batch.rows);
     if (batch.lines >= MAX_BATCH_LINES) this.#flushLines(route, batch);
   }
 

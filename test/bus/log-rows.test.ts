@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { countLogRows, decodeLogRows, LOG_ROW_COLUMNS, LogRowEncoder, type LogLine } from '../../bus/index.ts';
+import { countLogRows, decodeLogRows, LOG_ROW_COLUMNS, LogRowEncoder, RowBytes, type LogLine } from '../../bus/index.ts';
 import { tsvField } from '../../tsv.ts';
 import { columnNames } from '../../storage/schema.ts';
 
@@ -64,6 +64,40 @@ describe('LOGS body rows', () => {
           expect(decodeLogRows(Buffer.from(together)).map((r) => r.line)).toEqual(texts);
         },
       ),
+    );
+  });
+
+  it('writes a frame of whole lines from its bytes as the very rows the string path writes for its lines', () => {
+    // Lines as a reader splits them: no '\n'; a '\r' just before a newline is dropped, any other is escaped.
+    const text = fc.array(fc.oneof(fc.string({ unit: 'binary', maxLength: 30 }), fc.constantFrom('\t', '\\', '\r', 'é🙂', '')), { maxLength: 4 }).map((parts) => Buffer.from(parts.join('')).toString().replaceAll('\n', ' '));
+    const frameOf = fc.record({
+      invocationId: fc.oneof(fc.string(), fc.constantFrom('call-1', 'tab\there', 'ünï')),
+      function: fc.constantFrom('fn', 'f\\n'),
+      containerId: fc.constantFrom('c-1', 'c-2'),
+      timeMs: fc.oneof(fc.integer({ min: 0, max: 2 ** 45 }), fc.constantFrom(Number.NaN, -5, 1.5)),
+      stream: fc.constantFrom('stdout' as const, 'stderr' as const),
+      lines: fc.array(text, { minLength: 1, maxLength: 8 }),
+      before: fc.constantFrom('', 'junk\n', '\n\n'),
+      after: fc.constantFrom('', 'more\n', 'x'),
+    });
+    fc.assert(
+      fc.property(fc.array(frameOf, { minLength: 1, maxLength: 6 }), fc.integer({ min: 1, max: 256 }), (frames, initialCapacity) => {
+        const fromStrings = new LogRowEncoder('eq');
+        const fromBytes = new LogRowEncoder('eq');
+        const out = new RowBytes(initialCapacity);
+        let expected = '';
+        for (const { lines, before, after, ...source } of frames) {
+          const read = lines.map((line) => (line.endsWith('\r') ? line.slice(0, -1) : line));
+          expected += fromStrings.encodeLines({ ...source, lines: read, truncated: false, tsvPlain: false });
+          const payload = Buffer.from(lines.map((line) => `${line}\n`).join(''));
+          const bytes = Buffer.concat([Buffer.from(before), payload, Buffer.from(after)]);
+          const rows = fromBytes.writeLineBytes({ ...source, bytes, start: before.length, end: before.length + payload.length }, out);
+          expect(rows).toBe(lines.length);
+        }
+        const body = out.take();
+        expect(body.toString()).toBe(expected);
+        expect(countLogRows(body)).toBe(frames.reduce((n, f) => n + f.lines.length, 0));
+      }),
     );
   });
 

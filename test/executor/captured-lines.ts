@@ -1,5 +1,5 @@
 /** Tests read captured output line by line: a reader's blocks of lines, flattened. */
-import type { CapturedLines } from '../../executor/log-capture.ts';
+import { capturedText, type Captured, type CapturedLines } from '../../executor/log-capture.ts';
 
 export interface CapturedLine {
   stream: CapturedLines['stream'];
@@ -9,7 +9,8 @@ export interface CapturedLine {
   callId?: string;
 }
 
-/** Each line of a block, with the block's stream, call, time and truncation mark. */
-export function eachLine({ stream, lines, truncated, timeMs, callId }: CapturedLines): CapturedLine[] {
+/** Each line of a block (a frame's bytes decoded), with the block's stream, call, time and truncation mark. */
+export function eachLine(captured: Captured): CapturedLine[] {
+  const { stream, lines, truncated, timeMs, callId } = capturedText(captured);
   return lines.map((line) => ({ stream, line, truncated, timeMs, callId }));
 }

@@ -10,7 +10,7 @@ import path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TelemetryRoute } from '../../executor/telemetry.ts';
-import { LineAttribution, LineSplitter, LogFrameReader, LogSocket, LOG_SOCKET_FILE } from '../../executor/log-capture.ts';
+import { capturedText, LineAttribution, LineSplitter, LogFrameReader, LogSocket, LOG_SOCKET_FILE, RecentLines } from '../../executor/log-capture.ts';
 import { eachLine, type CapturedLine } from './captured-lines.ts';
 import { ExecutorHarness } from './harness.ts';
 
@@ -112,11 +112,15 @@ describe('log socket frames', () => {
     }
   });
 
-  it('hands a frame of whole lines over at once, and reads any frames the same in one chunk as byte by byte', () => {
-    const blocks: number[] = [];
-    const reader = new LogFrameReader(64, (captured) => blocks.push(captured.lines.length));
-    reader.push(Buffer.concat([frame(STDOUT, 'c', 'one\ntwo\nthree\n'), frame(STDERR, 'c', 'tab\there\n')]));
-    expect(blocks).toEqual([3, 1]);
+  it('hands a frame of whole lines over at once as its bytes, and reads any frames the same in one chunk as byte by byte', () => {
+    const blocks: Array<{ lines: number; bytes: boolean }> = [];
+    const reader = new LogFrameReader(64, (captured) => blocks.push({ lines: capturedText(captured).lines.length, bytes: 'bytes' in captured }));
+    reader.push(Buffer.concat([frame(STDOUT, 'c', 'one\ntwo\nthree\n'), frame(STDERR, 'c', 'tab\there\r\n')]));
+    expect(blocks).toEqual([{ lines: 3, bytes: true }, { lines: 1, bytes: true }]);
+    // A line over the limit, invalid UTF-8, or a frame that ends mid-line: the line splitter's, line by line.
+    blocks.length = 0;
+    reader.push(Buffer.concat([frame(STDOUT, 'd', `short\n${'x'.repeat(65)}\n`), frame(STDOUT, 'e', Buffer.from([0x61, 0xff, 0x0a])), frame(STDOUT, 'f', 'a\nb')]));
+    expect(blocks).toEqual([{ lines: 1, bytes: false }, { lines: 1, bytes: false }, { lines: 1, bytes: false }, { lines: 1, bytes: false }]);
     const part = fc.oneof(fc.string(), fc.constantFrom('\n', '\r\n', '\t', '\\', 'é', 'x'.repeat(70)));
     const frames = fc.array(
       fc.record({ kind: fc.constantFrom(STDOUT, STDERR, CALL_END), callId: fc.constantFrom('', 'a', 'b'), payload: fc.array(part, { maxLength: 6 }).map((p) => p.join('')) }),
@@ -129,12 +133,28 @@ describe('log socket frames', () => {
         expect(read([bytes])).toEqual(byteByByte);
         const plainBlocks: string[][] = [];
         const whole = new LogFrameReader(64, (captured) => {
-          if (captured.tsvPlain) plainBlocks.push(captured.lines);
+          const text = capturedText(captured);
+          if (text.tsvPlain) plainBlocks.push(text.lines);
         });
         whole.push(bytes);
         for (const text of plainBlocks.flat()) expect(text).not.toMatch(/[\t\n\r\\]/);
       }),
     );
+  });
+
+  it('remembers a container\'s last lines, from frames kept as bytes and decoded only when asked', () => {
+    const recent = new RecentLines(3);
+    expect(recent.toString()).toBe('');
+    const bytes = Buffer.from('skip\none\ntwo\r\n');
+    recent.add({ stream: 'stdout', bytes, start: 5, end: bytes.length, timeMs: 0, callId: 'c' });
+    expect(recent.toString()).toBe('one\ntwo');
+    recent.add({ stream: 'stderr', lines: ['three', 'four'], truncated: false, tsvPlain: true, timeMs: 0 });
+    expect(recent.toString()).toBe('two\nthree\nfour');
+    for (let i = 0; i < 100; i++) {
+      const frame = Buffer.from(`a${i}\nb${i}\n`);
+      recent.add({ stream: 'stdout', bytes: frame, start: 0, end: frame.length, timeMs: 0, callId: '' });
+    }
+    expect(recent.toString()).toBe('b98\na99\nb99');
   });
 
   it('emits the partial lines left when the connection ends', () => {

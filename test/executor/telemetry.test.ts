@@ -4,8 +4,8 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeLogRows, MessageType, type HeaderOf, type LogLines } from '../../bus/index.ts';
-import { RowBytes, TelemetryBatcher, type TelemetryRoute } from '../../executor/telemetry.ts';
+import { decodeLogRows, MessageType, RowBytes, type HeaderOf, type LogLines } from '../../bus/index.ts';
+import { TelemetryBatcher, type TelemetryRoute } from '../../executor/telemetry.ts';
 
 /** A route that keeps every LOGS body it is given. */
 class RecordingRoute implements TelemetryRoute {
@@ -81,6 +81,33 @@ describe('TelemetryBatcher log lines', () => {
       // Nothing new: nothing sent.
       telemetry.flush();
       expect(a.bodies).toHaveLength(1);
+    } finally {
+      telemetry.close();
+    }
+  });
+
+  it('writes frames of whole lines from their bytes into the same body as decoded lines, and counts them towards a full batch', () => {
+    const route = new RecordingRoute();
+    const telemetry = new TelemetryBatcher();
+    const bytesOf = (invocationId: string, text: string) => {
+      const bytes = Buffer.from(`ignored\n${text}`);
+      return { invocationId, function: 'fn', containerId: 'c1', timeMs: 1_700_000_000_000, stream: 'stdout' as const, bytes, start: 8, end: bytes.length };
+    };
+    try {
+      telemetry.lineBytes(route, bytesOf('inv-1', 'one\ntwo\tthree\r\n'));
+      telemetry.lines(route, linesOf('inv-2', ['decoded']));
+      telemetry.lineBytes(route, bytesOf('inv-3', 'ünïcödé 🙂\n'));
+      telemetry.flush();
+      expect(decodeLogRows(route.bodies[0]).map((r) => [r.invocationId, r.line, r.seq])).toEqual([
+        ['inv-1', 'one', 1],
+        ['inv-1', 'two\tthree', 2],
+        ['inv-2', 'decoded', 3],
+        ['inv-3', 'ünïcödé 🙂', 4],
+      ]);
+      // 50 frames of 10 lines: the 500th line sends the batch at once.
+      for (let frame = 0; frame < 50; frame++) telemetry.lineBytes(route, bytesOf(`inv-${frame}`, 'x\n'.repeat(10)));
+      expect(route.bodies).toHaveLength(2);
+      expect(decodeLogRows(route.bodies[1])).toHaveLength(500);
     } finally {
       telemetry.close();
     }
