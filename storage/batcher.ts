@@ -1,9 +1,64 @@
 /**
  * Hot path: one batcher per table. push() only appends to an array and adds up an estimate of
- * the rows' encoded size; a batch is sealed when it reaches maxBatchRows or maxBatchBytes, or
- * when its oldest row is flushIntervalMs old, and handed to the table's writer (which encodes,
- * inserts, retries and spools it). Nothing here waits on ClickHouse.
+ * the rows' encoded size; pushBytes() copies rows already encoded into the batch's staging
+ * buffer. A batch is sealed when it reaches maxBatchRows or maxBatchBytes, or when its oldest row
+ * is flushIntervalMs old, and handed to the table's writer (which encodes, inserts, retries and
+ * spools it). Nothing here waits on ClickHouse.
  */
+
+/** The least a staging buffer keeps between batches. */
+const MIN_STAGING_BYTES = 64 * 1024;
+/** A staging buffer this many times larger than the batch it held is cut back (after a burst). */
+const STAGING_SHRINK_FACTOR = 4;
+
+/**
+ * Bytes staged for the open batch, in one buffer kept from batch to batch: copied in as they
+ * come, copied out once at seal into a buffer of their own (which the encoder thread then takes
+ * over, moved, not copied). Why not keep the buffers they came in: held until the seal (up to
+ * flushIntervalMs) they outlive the young generation, V8 frees an old buffer's memory only at a
+ * full collection and counts it as heap growth until then, so a steady flow of them (a LOGS
+ * body per executor every 100 ms) brings mark-compacts, and their pauses, sooner.
+ */
+export class StagingBytes {
+  #bytes = Buffer.allocUnsafeSlow(MIN_STAGING_BYTES);
+  #length = 0;
+
+  get length(): number {
+    return this.#length;
+  }
+
+  /** Room the buffer has now (tests). */
+  get capacity(): number {
+    return this.#bytes.length;
+  }
+
+  append(src: Uint8Array): void {
+    const needed = this.#length + src.length;
+    if (needed > this.#bytes.length) {
+      let capacity = this.#bytes.length;
+      while (capacity < needed) capacity *= 2;
+      this.#resize(capacity);
+    }
+    this.#bytes.set(src, this.#length);
+    this.#length = needed;
+  }
+
+  /** The staged bytes in a buffer of their own (its whole ArrayBuffer); empties the stage. */
+  take(): Buffer {
+    const out = Buffer.allocUnsafeSlow(this.#length);
+    this.#bytes.copy(out, 0, 0, this.#length);
+    const capacity = Math.max(MIN_STAGING_BYTES, 2 * this.#length);
+    this.#length = 0;
+    if (this.#bytes.length > STAGING_SHRINK_FACTOR * capacity) this.#resize(capacity);
+    return out;
+  }
+
+  #resize(capacity: number): void {
+    const bytes = Buffer.allocUnsafeSlow(capacity);
+    this.#bytes.copy(bytes, 0, 0, this.#length);
+    this.#bytes = bytes;
+  }
+}
 
 /**
  * Turns rows into a compact form as they come, `rows` at a time, instead of holding every row of
@@ -26,6 +81,8 @@ export interface BatcherOptions<T, S = never> {
   sizeOf(row: T): number;
   /** Optional: stages full slices of pending rows as they arrive (see BatcherStage). */
   stage?: BatcherStage<T, S>;
+  /** Needed for pushBytes(): the slice of a sealed batch's staged bytes (a buffer of their own, `rows` rows). */
+  bytesSlice?(bytes: Buffer, rows: number): S;
   /**
    * Takes a sealed batch: the slices staged so far (in order, `stagedRows` rows in all), then the
    * rows not staged. Resolves when it is durable (written or spooled); never rejects.
@@ -48,7 +105,10 @@ export class Batcher<T, S = never> {
   readonly #o: BatcherOptions<T, S>;
   #pending: T[] = [];
   #staged: S[] = [];
+  /** Rows staged in all: in #staged's slices and in #stagedBytes. */
   #stagedRows = 0;
+  readonly #stagedBytes = new StagingBytes();
+  #stagedBytesRows = 0;
   #pendingBytes = 0;
   #timer: NodeJS.Timeout | undefined;
   /** Sealed batches not yet durable. */
@@ -79,15 +139,18 @@ export class Batcher<T, S = never> {
   }
 
   /**
-   * Queues a slice staged elsewhere (rows already in the stage's form, e.g. encoded by their
-   * sender): `rows` rows of about `bytes` encoded bytes. A batch it fills is sealed with it whole,
-   * so a batch may exceed maxBatchRows by one slice. Never throws, never waits.
+   * Queues rows already in their encoded form (e.g. encoded by their sender): `rows` rows in
+   * `bytes`, copied into the staging buffer (see StagingBytes), so the caller's buffer is free at
+   * once. A batch they fill is sealed with them whole, so a batch may exceed maxBatchRows by one
+   * call's rows. Never waits; throws only for a batcher made without bytesSlice (a bug).
    */
-  pushStaged(slice: S, rows: number, bytes: number): void {
+  pushBytes(bytes: Uint8Array, rows: number): void {
     if (rows === 0 || this.#droppedClosed(rows)) return;
-    this.#staged.push(slice);
+    if (!this.#o.bytesSlice) throw new TypeError(`the ${this.#o.name} batcher takes no encoded rows (no bytesSlice)`);
+    this.#stagedBytes.append(bytes);
+    this.#stagedBytesRows += rows;
     this.#stagedRows += rows;
-    this.#pendingBytes += bytes;
+    this.#pendingBytes += bytes.length;
     if (this.#full()) this.#seal();
     else this.#armTimer();
   }
@@ -132,6 +195,10 @@ export class Batcher<T, S = never> {
     const batch = this.#pending;
     const staged = this.#staged;
     const stagedRows = this.#stagedRows;
+    if (this.#stagedBytesRows > 0 && this.#o.bytesSlice) {
+      staged.push(this.#o.bytesSlice(this.#stagedBytes.take(), this.#stagedBytesRows));
+      this.#stagedBytesRows = 0;
+    }
     this.#pending = [];
     this.#staged = [];
     this.#stagedRows = 0;

@@ -8,7 +8,7 @@ import { Piscina } from 'piscina';
 import type { EncodedBatch } from './backend.ts';
 import type { EncodeReply, EncodeTask, RefusedRow } from './encode-worker.ts';
 import { TUPLE_FIELDS, type RecordOf } from './rows.ts';
-import type { TableName } from './schema.ts';
+import { columnNames, type TableName } from './schema.ts';
 
 /**
  * Rows per hand-off chunk: a big batch crosses (and is encoded) a chunk at a time, so neither
@@ -27,6 +27,8 @@ export const HAND_OFF_STAGE_ROWS = 1024;
 export interface EncodedRows {
   body: Uint8Array;
   rows: number;
+  /** The body owns its whole ArrayBuffer and nothing else uses it: moved to the encoder thread, not copied. */
+  movable?: boolean;
 }
 
 /**
@@ -63,15 +65,34 @@ export function handOffRecords(table: TableName, records: readonly RecordOf[Tabl
   return { rows: records.length, chunks, encoded: [] };
 }
 
-/** The chunks' memory, when each owns its whole ArrayBuffer (v8.serialize's do): moved to the worker, not copied. */
-function movable(chunks: readonly Uint8Array[]): ArrayBuffer[] {
-  const buffers: ArrayBuffer[] = [];
-  for (const chunk of chunks) {
-    const { buffer } = chunk;
-    if (!(buffer instanceof ArrayBuffer) || chunk.byteOffset !== 0 || chunk.byteLength !== buffer.byteLength) return [];
-    buffers.push(buffer);
-  }
+/** True when `bytes` is its whole ArrayBuffer. */
+function ownsBuffer(bytes: Uint8Array): boolean {
+  return bytes.buffer instanceof ArrayBuffer && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
+}
+
+/**
+ * The hand-off's memory that moves to the worker instead of being copied: the chunks, when each
+ * owns its whole ArrayBuffer (v8.serialize's do), and encoded rows marked movable.
+ */
+function movable(handOff: HandOff): ArrayBuffer[] {
+  const buffers = handOff.chunks.every(ownsBuffer) ? handOff.chunks.map((chunk) => chunk.buffer as ArrayBuffer) : [];
+  for (const { body, movable } of handOff.encoded) if (movable && ownsBuffer(body)) buffers.push(body.buffer as ArrayBuffer);
   return buffers;
+}
+
+/**
+ * A hand-off of rows already encoded, nothing to compress: the batch is their bytes as they are,
+ * with no trip to an encoder thread. Why not go there anyway: the batch would come back as a
+ * message, and what the event loop's thread receives from another thread stays in its heap
+ * until a full collection (even moved, not copied; measured), so every batch of log lines would
+ * bring the next mark-compact, and its pause, closer.
+ */
+function asEncoded(table: TableName, handOff: HandOff): EncodedBatch {
+  const rows = handOff.encoded.reduce((sum, encoded) => sum + encoded.rows, 0);
+  if (rows !== handOff.rows) throw new TypeError(`a hand-off of ${handOff.rows} ${table} rows held ${rows}`);
+  const bodies = handOff.encoded.map((encoded) => encoded.body);
+  const body = bodies.length === 1 ? bodies[0] : Buffer.concat(bodies);
+  return { format: 'TabSeparated', columns: columnNames(table), body, gzip: false, rows, rawBytes: body.byteLength };
 }
 
 /** Encoder threads: one leaves a core for the event loop on small machines; two at most. */
@@ -114,7 +135,8 @@ export class Encoder {
    * they are unusable afterwards.
    */
   async encode(table: TableName, handOff: HandOff, gzip: boolean): Promise<{ batch: EncodedBatch; refused: RefusedRow[] }> {
-    const { batch, refused } = await this.#run({ op: 'encode', table, handOff, gzip }, movable(handOff.chunks));
+    if (handOff.chunks.length === 0 && !gzip) return { batch: asEncoded(table, handOff), refused: [] };
+    const { batch, refused } = await this.#run({ op: 'encode', table, handOff, gzip }, movable(handOff));
     return { batch, refused };
   }
 

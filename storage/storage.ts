@@ -126,6 +126,7 @@ class ClickHouseStorage implements Storage {
         flushIntervalMs: options.flushIntervalMs,
         sizeOf,
         stage: { rows: HAND_OFF_STAGE_ROWS, run: (rows) => handOffRecords(table, rows as unknown as RecordOf[TableName][]) },
+        bytesSlice: (bytes, rows) => ({ rows, chunks: [], encoded: [{ body: bytes, rows, movable: true }] }),
         submit: (rows, staged, stagedRows) => writer.submitStaged(rows as unknown as RecordOf[TableName][], staged, stagedRows),
         onDrop: (info) => logger.error(info, 'storage dropped rows'),
       });
@@ -186,7 +187,7 @@ class ClickHouseStorage implements Storage {
         return;
       }
       const rows = countLogRows(body);
-      this.#logs.batcher.pushStaged({ rows, chunks: [], encoded: [{ body, rows }] }, rows, body.length);
+      this.#logs.batcher.pushBytes(body, rows);
     } catch (err) {
       this.#logger.error({ err }, 'storage could not queue log rows');
     }

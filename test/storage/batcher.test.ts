@@ -1,6 +1,7 @@
 /** The batcher alone, with an in-memory sink: when batches are sealed, what flush waits for, what is dropped. */
+import fc from 'fast-check';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { Batcher, type BatcherOptions } from '../../storage/batcher.ts';
+import { Batcher, StagingBytes, type BatcherOptions } from '../../storage/batcher.ts';
 
 interface Harness {
   batcher: Batcher<number>;
@@ -60,6 +61,49 @@ describe('Batcher', () => {
     expect(batcher.stats().pendingRows).toBe(0);
   });
 
+  it('copies encoded rows into its staging buffer and seals them as one buffer of their own, with the staged slices', async () => {
+    const batches: Array<{ staged: string[]; stagedRows: number; rows: number[] }> = [];
+    const owned: boolean[] = [];
+    const batcher = new Batcher<number, string>({
+      name: 'bytes',
+      maxBatchRows: 10,
+      maxBatchBytes: 1_000_000,
+      flushIntervalMs: 60_000,
+      sizeOf: () => 1,
+      stage: { rows: 2, run: (rows) => rows.join(',') },
+      bytesSlice: (bytes, rows) => {
+        owned.push(bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength);
+        return `${rows}:${bytes.toString()}`;
+      },
+      submit: async (rows, staged, stagedRows) => {
+        batches.push({ staged: [...staged], stagedRows, rows: [...rows] });
+      },
+      onDrop: () => {},
+    });
+    const sent = Buffer.from('a\nb\n');
+    batcher.pushBytes(sent, 2);
+    sent.fill(0x78); // the sender's buffer is free at once: the batch kept a copy
+    batcher.push([1, 2, 3]);
+    batcher.pushBytes(Buffer.from('c\n'), 1);
+    expect(batcher.stats().pendingRows).toBe(6);
+    await batcher.flush();
+    expect(batches).toEqual([{ staged: ['1,2', '3:a\nb\nc\n'], stagedRows: 5, rows: [3] }]);
+    // Rows in bytes count towards a full batch: the 10th row seals it.
+    batcher.pushBytes(Buffer.from('d\n'.repeat(9)), 9);
+    expect(batches).toHaveLength(1);
+    batcher.pushBytes(Buffer.from('e\n'), 1);
+    expect(batches[1]).toEqual({ staged: [`10:${'d\n'.repeat(9)}e\n`], stagedRows: 10, rows: [] });
+    expect(owned).toEqual([true, true]);
+    await batcher.close();
+    batcher.pushBytes(Buffer.from('late\n'), 1);
+    expect(batcher.stats()).toEqual({ pendingRows: 0, droppedRows: 1 });
+  });
+
+  it('refuses encoded rows without a way to slice them', () => {
+    const h = harness();
+    expect(() => h.batcher.pushBytes(Buffer.from('x\n'), 1)).toThrow(/bytesSlice/);
+  });
+
   it('seals a batch as soon as maxBatchRows rows are pending', () => {
     const h = harness();
     h.batcher.push([1, 2]);
@@ -117,5 +161,37 @@ describe('Batcher', () => {
     h.batcher.push([2]);
     expect(h.drops).toEqual([{ table: 'test', rows: 1, reason: 'closed' }]);
     expect(h.batcher.stats()).toEqual({ pendingRows: 0, droppedRows: 1 });
+  });
+});
+
+describe('StagingBytes', () => {
+  it('gives back exactly what was appended since the last take, whatever the sizes', () => {
+    fc.assert(
+      fc.property(fc.array(fc.array(fc.uint8Array({ maxLength: 40_000 }), { maxLength: 6 }), { maxLength: 5 }), (batches) => {
+        const stage = new StagingBytes();
+        for (const appends of batches) {
+          for (const bytes of appends) stage.append(bytes);
+          const out = stage.take();
+          expect(out.equals(Buffer.concat(appends))).toBe(true);
+          expect(out.byteLength).toBe(out.buffer.byteLength);
+          expect(stage.length).toBe(0);
+        }
+      }),
+      { numRuns: 50 },
+    );
+  });
+
+  it('keeps its buffer from batch to batch, and cuts it back after a burst', () => {
+    const stage = new StagingBytes();
+    const initial = stage.capacity;
+    stage.append(Buffer.alloc(1000));
+    stage.take();
+    expect(stage.capacity).toBe(initial);
+    stage.append(Buffer.alloc(4 * 1024 * 1024));
+    expect(stage.capacity).toBeGreaterThanOrEqual(4 * 1024 * 1024);
+    stage.take();
+    stage.append(Buffer.alloc(100));
+    stage.take();
+    expect(stage.capacity).toBe(initial);
   });
 });

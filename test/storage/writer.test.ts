@@ -5,6 +5,7 @@
  */
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
+import { gunzipSync } from 'node:zlib';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -14,6 +15,7 @@ import type { InvocationRecord } from '../../storage/types.ts';
 import { Spool, type SpoolEntry } from '../../storage/spool.ts';
 import { openSpoolFile } from '../../storage/spool-file.ts';
 import { TableWriter } from '../../storage/writer.ts';
+import { columnNames } from '../../storage/schema.ts';
 import { idsOf } from './helpers.ts';
 
 interface FakeBackend extends Backend {
@@ -185,6 +187,31 @@ describe('TableWriter', () => {
     expect(backend.landed).toEqual([['left-over']]);
     expect(await readdir(dir)).toEqual([]);
     await w.close();
+  });
+});
+
+describe('Encoder', () => {
+  const rowsOf = (n: number, tag: string) => Buffer.from(Array.from({ length: n }, (_, i) => `${tag}${i}\tx\n`).join(''));
+
+  it('moves encoded rows marked movable to its thread and copies the others, both landing whole', async () => {
+    const moved = new Uint8Array(rowsOf(3, 'm'));
+    const copied = rowsOf(2, 'c');
+    const { batch } = await encoder.encode('logs', { rows: 5, chunks: [], encoded: [{ body: moved, rows: 3, movable: true }, { body: copied, rows: 2 }] }, true);
+    expect(moved.byteLength).toBe(0); // detached: its memory went to the encoder thread
+    expect(copied.toString()).toBe(rowsOf(2, 'c').toString());
+    expect(batch).toMatchObject({ rows: 5, gzip: true, rawBytes: rowsOf(3, 'm').length + rowsOf(2, 'c').length });
+    expect(gunzipSync(batch.body).toString()).toBe(rowsOf(3, 'm').toString() + rowsOf(2, 'c').toString());
+  });
+
+  it('takes rows already encoded, with nothing to compress, as they are, without its thread', async () => {
+    const body = new Uint8Array(rowsOf(3, 'a'));
+    const { batch, refused } = await encoder.encode('logs', { rows: 3, chunks: [], encoded: [{ body, rows: 3, movable: true }] }, false);
+    expect(batch.body).toBe(body); // the same bytes, not a copy back from a thread
+    expect(batch).toMatchObject({ format: 'TabSeparated', columns: columnNames('logs'), rows: 3, gzip: false, rawBytes: body.byteLength });
+    expect(refused).toEqual([]);
+    const two = await encoder.encode('logs', { rows: 5, chunks: [], encoded: [{ body: rowsOf(3, 'a'), rows: 3 }, { body: rowsOf(2, 'b'), rows: 2 }] }, false);
+    expect(Buffer.from(two.batch.body).toString()).toBe(rowsOf(3, 'a').toString() + rowsOf(2, 'b').toString());
+    await expect(encoder.encode('logs', { rows: 4, chunks: [], encoded: [{ body: rowsOf(3, 'a'), rows: 3 }] }, false)).rejects.toThrow(/4 logs rows held 3/);
   });
 });
 
