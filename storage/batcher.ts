@@ -6,30 +6,48 @@
  * spools it). Nothing here waits on ClickHouse.
  */
 
-/** The least a staging buffer keeps between batches. */
+/** The least room a staging buffer is made with. */
 const MIN_STAGING_BYTES = 64 * 1024;
-/** A staging buffer this many times larger than the batch it held is cut back (after a burst). */
+/** A returned buffer this many times larger than the batches lately staged is let go (after a burst). */
 const STAGING_SHRINK_FACTOR = 4;
+/** Buffers kept for reuse: one being filled while sealed batches are written needs few. */
+const MAX_SPARE_STAGING_BUFFERS = 2;
+
+/** A sealed batch's staged bytes: a view into a staging buffer, lent until release(). */
+export interface StagedBytes {
+  bytes: Buffer;
+  /** Gives the buffer back for later batches; the bytes must not be read afterwards. */
+  release(): void;
+}
 
 /**
- * Bytes staged for the open batch, in one buffer kept from batch to batch: copied in as they
- * come, copied out once at seal into a buffer of their own (which the encoder thread then takes
- * over, moved, not copied). Why not keep the buffers they came in: held until the seal (up to
- * flushIntervalMs) they outlive the young generation, V8 frees an old buffer's memory only at a
- * full collection and counts it as heap growth until then, so a steady flow of them (a LOGS
- * body per executor every 100 ms) brings mark-compacts, and their pauses, sooner.
+ * Bytes staged for the open batch, copied in as they come, in buffers that are reused batch
+ * after batch: a sealed batch borrows the one it filled until it is durable, then gives it back.
+ * Why not keep the buffers the bytes came in, or copy them out at seal into a new one: either
+ * buffer lives through the flush interval or the insert; V8 frees an old buffer's memory only
+ * at a full collection and counts it against the heap's growth until then, so a steady flow of
+ * such buffers (a LOGS body per executor every 100 ms) brings mark-compacts, and their pauses,
+ * sooner. Reused buffers are allocated once.
  */
 export class StagingBytes {
-  #bytes = Buffer.allocUnsafeSlow(MIN_STAGING_BYTES);
+  #bytes: Buffer = Buffer.allocUnsafeSlow(MIN_STAGING_BYTES);
   #length = 0;
+  readonly #spare: Buffer[] = [];
+  /** Room the last batches needed (twice the last one's bytes, at least MIN_STAGING_BYTES). */
+  #wanted = MIN_STAGING_BYTES;
 
   get length(): number {
     return this.#length;
   }
 
-  /** Room the buffer has now (tests). */
+  /** Room the buffer being filled has (tests). */
   get capacity(): number {
     return this.#bytes.length;
+  }
+
+  /** Buffers waiting for reuse (tests). */
+  get spare(): number {
+    return this.#spare.length;
   }
 
   append(src: Uint8Array): void {
@@ -37,34 +55,34 @@ export class StagingBytes {
     if (needed > this.#bytes.length) {
       let capacity = this.#bytes.length;
       while (capacity < needed) capacity *= 2;
-      this.#resize(capacity);
+      const bytes = Buffer.allocUnsafeSlow(capacity);
+      this.#bytes.copy(bytes, 0, 0, this.#length);
+      this.#bytes = bytes;
     }
     this.#bytes.set(src, this.#length);
     this.#length = needed;
   }
 
-  /** The staged bytes in a buffer of their own (its whole ArrayBuffer); empties the stage. */
-  take(): Buffer {
-    const out = Buffer.allocUnsafeSlow(this.#length);
-    this.#bytes.copy(out, 0, 0, this.#length);
-    const capacity = Math.max(MIN_STAGING_BYTES, 2 * this.#length);
+  /** The staged bytes, lent with their buffer until release(); the stage goes on in another buffer. */
+  take(): StagedBytes {
+    const buffer = this.#bytes;
+    const bytes = buffer.subarray(0, this.#length);
+    this.#wanted = Math.max(MIN_STAGING_BYTES, 2 * this.#length);
     this.#length = 0;
-    if (this.#bytes.length > STAGING_SHRINK_FACTOR * capacity) this.#resize(capacity);
-    return out;
-  }
-
-  #resize(capacity: number): void {
-    const bytes = Buffer.allocUnsafeSlow(capacity);
-    this.#bytes.copy(bytes, 0, 0, this.#length);
-    this.#bytes = bytes;
+    this.#bytes = this.#spare.pop() ?? Buffer.allocUnsafeSlow(this.#wanted);
+    let released = false;
+    return {
+      bytes,
+      release: () => {
+        if (released) return;
+        released = true;
+        const oversized = buffer.length > STAGING_SHRINK_FACTOR * this.#wanted;
+        if (!oversized && this.#spare.length < MAX_SPARE_STAGING_BUFFERS) this.#spare.push(buffer);
+      },
+    };
   }
 }
 
-/**
- * Turns rows into a compact form as they come, `rows` at a time, instead of holding every row of
- * a batch as a JS object until it is sealed: rows held for a whole flush interval outlive the
- * young generation, and the old-generation collections they cause pause the event loop.
- */
 export interface BatcherStage<T, S> {
   rows: number;
   run(rows: T[]): S;
@@ -81,7 +99,10 @@ export interface BatcherOptions<T, S = never> {
   sizeOf(row: T): number;
   /** Optional: stages full slices of pending rows as they arrive (see BatcherStage). */
   stage?: BatcherStage<T, S>;
-  /** Needed for pushBytes(): the slice of a sealed batch's staged bytes (a buffer of their own, `rows` rows). */
+  /**
+   * Needed for pushBytes(): the slice of a sealed batch's staged bytes (`rows` rows). The bytes
+   * are lent: valid until the batch's submit() has resolved, then reused.
+   */
   bytesSlice?(bytes: Buffer, rows: number): S;
   /**
    * Takes a sealed batch: the slices staged so far (in order, `stagedRows` rows in all), then the
@@ -195,15 +216,20 @@ export class Batcher<T, S = never> {
     const batch = this.#pending;
     const staged = this.#staged;
     const stagedRows = this.#stagedRows;
+    let lent: StagedBytes | undefined;
     if (this.#stagedBytesRows > 0 && this.#o.bytesSlice) {
-      staged.push(this.#o.bytesSlice(this.#stagedBytes.take(), this.#stagedBytesRows));
+      lent = this.#stagedBytes.take();
+      staged.push(this.#o.bytesSlice(lent.bytes, this.#stagedBytesRows));
       this.#stagedBytesRows = 0;
     }
     this.#pending = [];
     this.#staged = [];
     this.#stagedRows = 0;
     this.#pendingBytes = 0;
-    const durable = this.#o.submit(batch, staged, stagedRows).finally(() => this.#outstanding.delete(durable));
+    const durable = this.#o.submit(batch, staged, stagedRows).finally(() => {
+      this.#outstanding.delete(durable);
+      lent?.release(); // durable: written or spooled, its bytes are read no more
+    });
     this.#outstanding.add(durable);
   }
 

@@ -27,8 +27,6 @@ export const HAND_OFF_STAGE_ROWS = 1024;
 export interface EncodedRows {
   body: Uint8Array;
   rows: number;
-  /** The body owns its whole ArrayBuffer and nothing else uses it: moved to the encoder thread, not copied. */
-  movable?: boolean;
 }
 
 /**
@@ -65,18 +63,14 @@ export function handOffRecords(table: TableName, records: readonly RecordOf[Tabl
   return { rows: records.length, chunks, encoded: [] };
 }
 
-/** True when `bytes` is its whole ArrayBuffer. */
-function ownsBuffer(bytes: Uint8Array): boolean {
-  return bytes.buffer instanceof ArrayBuffer && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
-}
-
-/**
- * The hand-off's memory that moves to the worker instead of being copied: the chunks, when each
- * owns its whole ArrayBuffer (v8.serialize's do), and encoded rows marked movable.
- */
-function movable(handOff: HandOff): ArrayBuffer[] {
-  const buffers = handOff.chunks.every(ownsBuffer) ? handOff.chunks.map((chunk) => chunk.buffer as ArrayBuffer) : [];
-  for (const { body, movable } of handOff.encoded) if (movable && ownsBuffer(body)) buffers.push(body.buffer as ArrayBuffer);
+/** The chunks' memory, when each owns its whole ArrayBuffer (v8.serialize's do): moved to the worker, not copied. */
+function movable(chunks: readonly Uint8Array[]): ArrayBuffer[] {
+  const buffers: ArrayBuffer[] = [];
+  for (const chunk of chunks) {
+    const { buffer } = chunk;
+    if (!(buffer instanceof ArrayBuffer) || chunk.byteOffset !== 0 || chunk.byteLength !== buffer.byteLength) return [];
+    buffers.push(buffer);
+  }
   return buffers;
 }
 
@@ -136,7 +130,7 @@ export class Encoder {
    */
   async encode(table: TableName, handOff: HandOff, gzip: boolean): Promise<{ batch: EncodedBatch; refused: RefusedRow[] }> {
     if (handOff.chunks.length === 0 && !gzip) return { batch: asEncoded(table, handOff), refused: [] };
-    const { batch, refused } = await this.#run({ op: 'encode', table, handOff, gzip }, movable(handOff));
+    const { batch, refused } = await this.#run({ op: 'encode', table, handOff, gzip }, movable(handOff.chunks));
     return { batch, refused };
   }
 

@@ -126,7 +126,7 @@ class ClickHouseStorage implements Storage {
         flushIntervalMs: options.flushIntervalMs,
         sizeOf,
         stage: { rows: HAND_OFF_STAGE_ROWS, run: (rows) => handOffRecords(table, rows as unknown as RecordOf[TableName][]) },
-        bytesSlice: (bytes, rows) => ({ rows, chunks: [], encoded: [{ body: bytes, rows, movable: true }] }),
+        bytesSlice: (bytes, rows) => ({ rows, chunks: [], encoded: [{ body: bytes, rows }] }),
         submit: (rows, staged, stagedRows) => writer.submitStaged(rows as unknown as RecordOf[TableName][], staged, stagedRows),
         onDrop: (info) => logger.error(info, 'storage dropped rows'),
       });

@@ -61,9 +61,8 @@ describe('Batcher', () => {
     expect(batcher.stats().pendingRows).toBe(0);
   });
 
-  it('copies encoded rows into its staging buffer and seals them as one buffer of their own, with the staged slices', async () => {
+  it('copies encoded rows into its staging buffer and seals them as one slice, with the staged slices', async () => {
     const batches: Array<{ staged: string[]; stagedRows: number; rows: number[] }> = [];
-    const owned: boolean[] = [];
     const batcher = new Batcher<number, string>({
       name: 'bytes',
       maxBatchRows: 10,
@@ -71,10 +70,7 @@ describe('Batcher', () => {
       flushIntervalMs: 60_000,
       sizeOf: () => 1,
       stage: { rows: 2, run: (rows) => rows.join(',') },
-      bytesSlice: (bytes, rows) => {
-        owned.push(bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength);
-        return `${rows}:${bytes.toString()}`;
-      },
+      bytesSlice: (bytes, rows) => `${rows}:${bytes.toString()}`,
       submit: async (rows, staged, stagedRows) => {
         batches.push({ staged: [...staged], stagedRows, rows: [...rows] });
       },
@@ -93,10 +89,41 @@ describe('Batcher', () => {
     expect(batches).toHaveLength(1);
     batcher.pushBytes(Buffer.from('e\n'), 1);
     expect(batches[1]).toEqual({ staged: [`10:${'d\n'.repeat(9)}e\n`], stagedRows: 10, rows: [] });
-    expect(owned).toEqual([true, true]);
     await batcher.close();
     batcher.pushBytes(Buffer.from('late\n'), 1);
     expect(batcher.stats()).toEqual({ pendingRows: 0, droppedRows: 1 });
+  });
+
+  it('lends a sealed batch its staged bytes until it is durable, then reuses the buffer', async () => {
+    const lent: Buffer[] = [];
+    const durable: Array<() => void> = [];
+    const batcher = new Batcher<number, Buffer>({
+      name: 'lend',
+      maxBatchRows: 2,
+      maxBatchBytes: 1_000_000,
+      flushIntervalMs: 60_000,
+      sizeOf: () => 1,
+      bytesSlice: (bytes) => bytes,
+      submit: (_rows, staged) => {
+        lent.push(...staged);
+        return new Promise<void>((resolve) => durable.push(resolve));
+      },
+      onDrop: () => {},
+    });
+    batcher.pushBytes(Buffer.from('one\ntwo\n'), 2); // full: sealed, not yet durable
+    batcher.pushBytes(Buffer.from('ZZZZ\nYYYY\n'), 2); // a second batch, in another buffer
+    expect(lent.map(String)).toEqual(['one\ntwo\n', 'ZZZZ\nYYYY\n']);
+    expect(lent[0].buffer).not.toBe(lent[1].buffer);
+    durable[0]();
+    await new Promise((resolve) => setImmediate(resolve));
+    // The first batch is durable: its buffer is staged into again (after the one being filled now).
+    batcher.pushBytes(Buffer.from('3\n4\n'), 2);
+    batcher.pushBytes(Buffer.from('5\n6\n'), 2);
+    expect(lent.slice(2).map(String)).toEqual(['3\n4\n', '5\n6\n']);
+    expect(lent[3].buffer).toBe(lent[0].buffer);
+    expect(String(lent[1])).toBe('ZZZZ\nYYYY\n'); // still lent: untouched
+    for (const resolve of durable) resolve();
+    await batcher.close();
   });
 
   it('refuses encoded rows without a way to slice them', () => {
@@ -167,31 +194,36 @@ describe('Batcher', () => {
 describe('StagingBytes', () => {
   it('gives back exactly what was appended since the last take, whatever the sizes', () => {
     fc.assert(
-      fc.property(fc.array(fc.array(fc.uint8Array({ maxLength: 40_000 }), { maxLength: 6 }), { maxLength: 5 }), (batches) => {
+      fc.property(fc.array(fc.array(fc.uint8Array({ maxLength: 40_000 }), { maxLength: 6 }), { maxLength: 5 }), fc.boolean(), (batches, releaseEach) => {
         const stage = new StagingBytes();
         for (const appends of batches) {
           for (const bytes of appends) stage.append(bytes);
-          const out = stage.take();
-          expect(out.equals(Buffer.concat(appends))).toBe(true);
-          expect(out.byteLength).toBe(out.buffer.byteLength);
+          const taken = stage.take();
+          expect(taken.bytes.equals(Buffer.concat(appends))).toBe(true);
           expect(stage.length).toBe(0);
+          if (releaseEach) taken.release();
         }
       }),
       { numRuns: 50 },
     );
   });
 
-  it('keeps its buffer from batch to batch, and cuts it back after a burst', () => {
+  it('keeps at most two buffers for reuse, and lets one go that a burst made too large', () => {
     const stage = new StagingBytes();
-    const initial = stage.capacity;
-    stage.append(Buffer.alloc(1000));
-    stage.take();
-    expect(stage.capacity).toBe(initial);
+    const taken = [1, 2, 3].map(() => {
+      stage.append(Buffer.alloc(1000));
+      return stage.take();
+    });
+    for (const t of taken) t.release();
+    expect(stage.spare).toBe(2);
+    taken[0].release(); // twice: no effect
+    expect(stage.spare).toBe(2);
     stage.append(Buffer.alloc(4 * 1024 * 1024));
-    expect(stage.capacity).toBeGreaterThanOrEqual(4 * 1024 * 1024);
-    stage.take();
+    const burst = stage.take();
     stage.append(Buffer.alloc(100));
-    stage.take();
-    expect(stage.capacity).toBe(initial);
+    stage.take().release();
+    burst.release();
+    expect(stage.spare).toBe(1); // the 4 MB buffer was not kept
+    expect(stage.capacity).toBeLessThan(1024 * 1024);
   });
 });

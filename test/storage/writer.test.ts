@@ -193,19 +193,15 @@ describe('TableWriter', () => {
 describe('Encoder', () => {
   const rowsOf = (n: number, tag: string) => Buffer.from(Array.from({ length: n }, (_, i) => `${tag}${i}\tx\n`).join(''));
 
-  it('moves encoded rows marked movable to its thread and copies the others, both landing whole', async () => {
-    const moved = new Uint8Array(rowsOf(3, 'm'));
-    const copied = rowsOf(2, 'c');
-    const { batch } = await encoder.encode('logs', { rows: 5, chunks: [], encoded: [{ body: moved, rows: 3, movable: true }, { body: copied, rows: 2 }] }, true);
-    expect(moved.byteLength).toBe(0); // detached: its memory went to the encoder thread
-    expect(copied.toString()).toBe(rowsOf(2, 'c').toString());
+  it('encodes rows already encoded with compression in its thread, each body whole', async () => {
+    const { batch } = await encoder.encode('logs', { rows: 5, chunks: [], encoded: [{ body: rowsOf(3, 'm'), rows: 3 }, { body: rowsOf(2, 'c'), rows: 2 }] }, true);
     expect(batch).toMatchObject({ rows: 5, gzip: true, rawBytes: rowsOf(3, 'm').length + rowsOf(2, 'c').length });
     expect(gunzipSync(batch.body).toString()).toBe(rowsOf(3, 'm').toString() + rowsOf(2, 'c').toString());
   });
 
   it('takes rows already encoded, with nothing to compress, as they are, without its thread', async () => {
     const body = new Uint8Array(rowsOf(3, 'a'));
-    const { batch, refused } = await encoder.encode('logs', { rows: 3, chunks: [], encoded: [{ body, rows: 3, movable: true }] }, false);
+    const { batch, refused } = await encoder.encode('logs', { rows: 3, chunks: [], encoded: [{ body, rows: 3 }] }, false);
     expect(batch.body).toBe(body); // the same bytes, not a copy back from a thread
     expect(batch).toMatchObject({ format: 'TabSeparated', columns: columnNames('logs'), rows: 3, gzip: false, rawBytes: body.byteLength });
     expect(refused).toEqual([]);
