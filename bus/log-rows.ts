@@ -264,9 +264,10 @@ export class LogRowEncoder {
   }
 }
 
-/** A row's time_ms: whole milliseconds, 0 for a time that is not one. */
+/** A row's time_ms: whole milliseconds, 0 for a time that is not one (or past 2^53, more digits than a row has room for). */
 function rowTime(timeMs: number): number {
-  return Number.isFinite(timeMs) && timeMs > 0 ? Math.trunc(timeMs) : 0;
+  const ms = Math.trunc(timeMs);
+  return Number.isSafeInteger(ms) && ms > 0 ? ms : 0;
 }
 
 /** The number of rows in a LOGS body: one newline ends each (values have theirs escaped). */

@@ -74,7 +74,7 @@ describe('LOGS body rows', () => {
       invocationId: fc.oneof(fc.string(), fc.constantFrom('call-1', 'tab\there', 'ünï')),
       function: fc.constantFrom('fn', 'f\\n'),
       containerId: fc.constantFrom('c-1', 'c-2'),
-      timeMs: fc.oneof(fc.integer({ min: 0, max: 2 ** 45 }), fc.constantFrom(Number.NaN, -5, 1.5)),
+      timeMs: fc.oneof(fc.integer({ min: 0, max: 2 ** 45 }), fc.constantFrom(Number.NaN, -5, 1.5, Number.MAX_SAFE_INTEGER, 1e300, Number.POSITIVE_INFINITY)),
       stream: fc.constantFrom('stdout' as const, 'stderr' as const),
       lines: fc.array(text, { minLength: 1, maxLength: 8 }),
       before: fc.constantFrom('', 'junk\n', '\n\n'),
