@@ -83,6 +83,11 @@ export class StagingBytes {
   }
 }
 
+/**
+ * Turns rows into a compact form as they come, `rows` at a time, instead of holding every row of
+ * a batch as a JS object until it is sealed: rows held for a whole flush interval outlive the
+ * young generation, and the old-generation collections they cause pause the event loop.
+ */
 export interface BatcherStage<T, S> {
   rows: number;
   run(rows: T[]): S;
