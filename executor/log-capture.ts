@@ -50,6 +50,8 @@ export interface CapturedLineBytes {
   bytes: Buffer;
   start: number;
   end: number;
+  /** How many lines (newlines) the bytes hold, counted by the reader as it checked them. */
+  lineCount: number;
   timeMs: number;
   /** As CapturedLines.callId (log socket frames always carry one, '' for none). */
   callId: string;
@@ -182,7 +184,7 @@ export class RecentLines {
   }
 
   add(captured: Captured): void {
-    const count = lineCount(captured);
+    const count = 'bytes' in captured ? captured.lineCount : captured.lines.length;
     this.#blocks.push(captured);
     this.#counts.push(count);
     this.#lines += count;
@@ -196,13 +198,6 @@ export class RecentLines {
     const lines = this.#blocks.flatMap((block) => capturedText(block).lines);
     return lines.slice(Math.max(0, lines.length - this.#limit)).join('\n');
   }
-}
-
-function lineCount(captured: Captured): number {
-  if (!('bytes' in captured)) return captured.lines.length;
-  let count = 0;
-  for (let at = captured.bytes.indexOf(NEWLINE, captured.start); at !== -1 && at < captured.end; at = captured.bytes.indexOf(NEWLINE, at + 1)) count++;
-  return count;
 }
 
 /**
@@ -286,13 +281,14 @@ export class LogFrameReader {
     const stream: LogStream = this.#kind === FRAME_STDOUT ? 'stdout' : 'stderr';
     const splitter = this.#calls.get(this.#callId)?.[stream];
     if (splitter && !splitter.idle) return false;
-    for (let at = start; at < end; ) {
+    let lineCount = 0;
+    for (let at = start; at < end; lineCount++) {
       const nl = chunk.indexOf(NEWLINE, at); // found by end - 1 at the latest
       if (nl - at > this.#maxLineBytes) return false;
       at = nl + 1;
     }
     if (!isUtf8(chunk.subarray(start, end))) return false;
-    this.#onLines({ stream, bytes: chunk, start, end, timeMs: Date.now(), callId: this.#callId });
+    this.#onLines({ stream, bytes: chunk, start, end, lineCount, timeMs: Date.now(), callId: this.#callId });
     return true;
   }
 

@@ -114,7 +114,10 @@ describe('log socket frames', () => {
 
   it('hands a frame of whole lines over at once as its bytes, and reads any frames the same in one chunk as byte by byte', () => {
     const blocks: Array<{ lines: number; bytes: boolean }> = [];
-    const reader = new LogFrameReader(64, (captured) => blocks.push({ lines: capturedText(captured).lines.length, bytes: 'bytes' in captured }));
+    const reader = new LogFrameReader(64, (captured) => {
+      if ('bytes' in captured) expect(captured.lineCount).toBe(capturedText(captured).lines.length);
+      blocks.push({ lines: capturedText(captured).lines.length, bytes: 'bytes' in captured });
+    });
     reader.push(Buffer.concat([frame(STDOUT, 'c', 'one\ntwo\nthree\n'), frame(STDERR, 'c', 'tab\there\r\n')]));
     expect(blocks).toEqual([{ lines: 3, bytes: true }, { lines: 1, bytes: true }]);
     // A line over the limit, invalid UTF-8, or a frame that ends mid-line: the line splitter's, line by line.
@@ -146,13 +149,13 @@ describe('log socket frames', () => {
     const recent = new RecentLines(3);
     expect(recent.toString()).toBe('');
     const bytes = Buffer.from('skip\none\ntwo\r\n');
-    recent.add({ stream: 'stdout', bytes, start: 5, end: bytes.length, timeMs: 0, callId: 'c' });
+    recent.add({ stream: 'stdout', bytes, start: 5, end: bytes.length, lineCount: 2, timeMs: 0, callId: 'c' });
     expect(recent.toString()).toBe('one\ntwo');
     recent.add({ stream: 'stderr', lines: ['three', 'four'], truncated: false, tsvPlain: true, timeMs: 0 });
     expect(recent.toString()).toBe('two\nthree\nfour');
     for (let i = 0; i < 100; i++) {
       const frame = Buffer.from(`a${i}\nb${i}\n`);
-      recent.add({ stream: 'stdout', bytes: frame, start: 0, end: frame.length, timeMs: 0, callId: '' });
+      recent.add({ stream: 'stdout', bytes: frame, start: 0, end: frame.length, lineCount: 2, timeMs: 0, callId: '' });
     }
     expect(recent.toString()).toBe('b98\na99\nb99');
   });
