@@ -91,6 +91,11 @@ export const DEFAULTS = {
     maxResponseBytes: 6 * MB,
     /** Log lines longer than this are cut and marked truncated (at most 65536: storage's longest line). */
     maxLogLineBytes: 4096,
+    /**
+     * How long a call's RESULT waits at most for the lines it printed (read from the container's
+     * log socket, which can lag its response by a read); past it the RESULT goes, the lines follow.
+     */
+    logLinesWaitMs: 100,
     /** Sum of container memory limits this node may hold; 0: half of the machine's memory. */
     memoryBudgetMb: 0,
     /** Prewarmed runtime containers (stem cells) kept per runtime at least; 0: none. */
@@ -251,6 +256,7 @@ const configSchema = z.strictObject({
     maxResponseBytes: positiveInt('executor.maxResponseBytes'),
     // Executors write log rows storage takes as they are: no line may outgrow what storage keeps.
     maxLogLineBytes: positiveInt('executor.maxLogLineBytes').max(MAX_LOG_LINE_BYTES, `executor.maxLogLineBytes must be at most ${MAX_LOG_LINE_BYTES} (storage's longest line)`),
+    logLinesWaitMs: positiveInt('executor.logLinesWaitMs'),
     memoryBudgetMb: nonNegativeInt('executor.memoryBudgetMb', "0: half of the machine's memory"),
     stemCells: nonNegativeInt('executor.stemCells', '0: no stem cells'),
     maxStemCells: nonNegativeInt('executor.maxStemCells', 'at least executor.stemCells'),

@@ -154,8 +154,11 @@ async function runSchedule(job: ScheduleJob): Promise<ScheduleResult> {
     const start = performance.now();
     const pending: Array<Promise<void>> = [];
     for (const call of calls) {
-      const wait = call.atMs - (performance.now() - start);
-      if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+      // Never early: a timer runs on the loop's millisecond clock and may fire up to 1 ms before
+      // its time by performance.now(), so the last stretch is waited out in event-loop turns.
+      for (let wait = call.atMs - (performance.now() - start); wait > 0; wait = call.atMs - (performance.now() - start)) {
+        await new Promise((resolve) => (wait > 1 ? setTimeout(resolve, wait - 1) : setImmediate(resolve)));
+      }
       const sentAt = performance.now();
       maxSendLagMs = Math.max(maxSendLagMs, sentAt - start - call.atMs);
       pending.push(

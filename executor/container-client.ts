@@ -32,7 +32,15 @@ export interface ContainerResponse {
   status: number;
   headers: Record<string, string>;
   body: Buffer;
+  /**
+   * The call printed lines over the log socket and ends them with a call-end frame
+   * (LOG_END_HEADER): the RESULT waits for that frame, so it never overtakes the lines.
+   */
+  linesEnd: boolean;
 }
+
+/** Response header the bootstrap sets on a call that printed over the log socket (bootstrap.mjs). */
+export const LOG_END_HEADER = 'skiff-log-end';
 
 /** undici/socket error codes meaning the container side went away mid-call. */
 const CRASH_CODES = new Set(['UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_DESTROYED', 'ECONNRESET', 'EPIPE', 'ECONNREFUSED', 'ENOENT', 'UND_ERR_ABORTED']);
@@ -87,6 +95,7 @@ export class ContainerClient {
     return new Promise<ContainerResponse>((resolve, reject) => {
       let controller: Dispatcher.DispatchController | undefined;
       let head: { status: number; headers: Record<string, string> } | undefined;
+      let linesEnd = false;
       const chunks: Buffer[] = [];
       let size = 0;
       let settled = false;
@@ -108,6 +117,7 @@ export class ContainerClient {
           onResponseStart(ctrl, statusCode, headers) {
             try {
               head = fromFnResponseHeaders(statusCode, headers);
+              linesEnd = headers[LOG_END_HEADER] !== undefined;
               const declared = Number(headers['content-length']);
               if (Number.isFinite(declared) && declared > maxResponseBytes) throw tooLarge(maxResponseBytes);
             } catch (err) {
@@ -133,7 +143,7 @@ export class ContainerClient {
               reject(new SkiffError('FUNCTION_BAD_RESPONSE', 'the function answered no response head'));
               return;
             }
-            resolve({ status: head.status, headers: head.headers, body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size) });
+            resolve({ status: head.status, headers: head.headers, body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size), linesEnd });
           },
           onResponseError(_ctrl, err) {
             fail(err);

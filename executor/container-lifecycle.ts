@@ -106,6 +106,7 @@ export class ContainerLifecycle implements ContainerLauncher {
         this.#lines(container, logs, captured);
       });
       this.#logs.set(container, logs);
+      container.linesRead = (callId, maxWaitMs) => logs.linesRead(callId, maxWaitMs);
       const place = { nodeId: this.#o.nodeId, iofsDir: container.iofsDir, runtimeImage: this.#o.runtimeImage, hardening: this.#o.hardening };
       const spec = container.stemCell
         ? buildStemCellSpec(this.#o.stemCellShape, place)

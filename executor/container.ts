@@ -90,6 +90,11 @@ export class FunctionContainer {
   /** Retired (undeployed or superseded): removed as soon as it is idle. */
   retired = false;
   client: ContainerClient | undefined;
+  /**
+   * Waits, at most `maxWaitMs`, until the log socket has delivered the lines call `callId`
+   * printed (its call-end frame); undefined when they are already in. Set by the lifecycle.
+   */
+  linesRead: ((callId: string, maxWaitMs: number) => Promise<void> | undefined) | undefined;
   /** Host directory bind-mounted at /tmp/iofs. */
   iofsDir = '';
   /**

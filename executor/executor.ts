@@ -269,6 +269,8 @@ export class Executor {
     this.#scheduleCredit();
     const job = this.#invoke(dealer, invoke, body, receivedAt, dealer.endpoint)
       .then((outcome) => {
+        // The lines batched so far (this call's among them) go first: a RESULT never overtakes them.
+        this.#telemetry.flushRoute(dealer);
         if (!dealer.send(MessageType.RESULT, outcome.header, outcome.body)) {
           this.#logger.error({ id: invoke.id }, 'RESULT dropped: the bus queue is full');
         }
@@ -322,6 +324,11 @@ export class Executor {
         linked.dispose();
       }
       header.runUs = usBetween(runAt, performance.now());
+      // The call's lines can be read after its response (two sockets): the RESULT waits for them.
+      if (response.linesEnd) {
+        const read = container.linesRead?.(invoke.id, this.#config.executor.logLinesWaitMs);
+        if (read) await read;
+      }
       header.status = response.status;
       header.headers = response.headers;
       return { header, body: response.body };

@@ -82,7 +82,11 @@ export const LOG_SOCKET_FILE = 'log.sock';
 const FRAME_HEADER_BYTES = 6;
 const FRAME_STDOUT = 1;
 const FRAME_STDERR = 2;
-/** The call's response is sent: end its partial lines (sent only for a call that left one). */
+/**
+ * The call's lines are all sent: end its partial lines, and let its RESULT go (CallEnds). Sent as
+ * its response ends for a call that printed, and when the response closes for one that left a
+ * partial line.
+ */
 const FRAME_CALL_END = 3;
 /** The log socket is for the container's bootstrap: more connections than this are refused. */
 const MAX_LOG_CONNECTIONS = 4;
@@ -92,6 +96,8 @@ const MAX_LOG_CONNECTIONS = 4;
  * executor.maxLogLineBytes.
  */
 const MAX_OPEN_CALLS = 1024;
+/** Call-end frames kept per container for RESULTs that have not asked yet; beyond it the oldest is forgotten. */
+const MAX_ENDED_CALLS = 1024;
 /** Invocations of a container remembered, to route their late lines to their own gateway. */
 const MAX_KNOWN_INVOCATIONS = 256;
 /** After close(), how long a container's connection may still deliver what it sent before it is cut. */
@@ -241,9 +247,12 @@ export class LogFrameReader {
   /** Payload bytes of the current frame still to come; -1 while reading a header. */
   #remaining = -1;
 
-  constructor(maxLineBytes: number, onLines: OnLines) {
+  readonly #onCallEnd: (callId: string) => void;
+
+  constructor(maxLineBytes: number, onLines: OnLines, onCallEnd: (callId: string) => void = () => {}) {
     this.#maxLineBytes = maxLineBytes;
     this.#onLines = onLines;
+    this.#onCallEnd = onCallEnd;
   }
 
   push(chunk: Buffer): void {
@@ -347,6 +356,7 @@ export class LogFrameReader {
         endStreams(streams);
       }
       this.#kind = 0; // a call-end frame carries no payload: any it claims is skipped
+      this.#onCallEnd(this.#callId);
     }
   }
 
@@ -404,6 +414,47 @@ export class LineAttribution {
 }
 
 /**
+ * Call-end frames read, matched with the RESULTs waiting for them. The bootstrap writes a call's
+ * lines and its call-end frame before its response, so the frame is usually in first; but the
+ * executor may read the response socket before the log socket (epoll does not promise the order
+ * in which two sockets became readable), and then the RESULT waits for the frame.
+ */
+export class CallEnds {
+  /** Frames in before their RESULT asked (insertion order: oldest first). */
+  readonly #ended = new Set<string>();
+  readonly #waiting = new Map<string, () => void>();
+
+  ended(callId: string): void {
+    const release = this.#waiting.get(callId);
+    if (release) {
+      release();
+      return;
+    }
+    if (this.#ended.size >= MAX_ENDED_CALLS) this.#ended.delete(this.#ended.values().next().value as string);
+    this.#ended.add(callId);
+  }
+
+  /** Undefined when the call's frame is in; else settles when it comes, nothing more can, or after `maxWaitMs`. */
+  wait(callId: string, maxWaitMs: number): Promise<void> | undefined {
+    if (this.#ended.delete(callId)) return undefined;
+    return new Promise<void>((resolve) => {
+      const release = () => {
+        clearTimeout(timer);
+        this.#waiting.delete(callId);
+        resolve();
+      };
+      const timer = setTimeout(release, maxWaitMs);
+      this.#waiting.set(callId, release);
+    });
+  }
+
+  /** No frame can come any more (a connection closed, or the container's logs did): nobody waits. */
+  releaseAll(): void {
+    for (const release of [...this.#waiting.values()]) release();
+  }
+}
+
+/**
  * The log socket of one container: listens in its iofs directory before the container starts
  * (world-writable: the container's user connects), reads each connection's frames into lines.
  */
@@ -417,11 +468,11 @@ export class LogSocket {
   }
 
   /** Listens on `<iofsDir>/LOG_SOCKET_FILE`. */
-  static async open(iofsDir: string, maxLineBytes: number, onLines: OnLines): Promise<LogSocket> {
+  static async open(iofsDir: string, maxLineBytes: number, onLines: OnLines, callEnds = new CallEnds()): Promise<LogSocket> {
     const server = net.createServer();
     const socket = new LogSocket(server);
     server.maxConnections = MAX_LOG_CONNECTIONS;
-    server.on('connection', (connection) => socket.#follow(connection, maxLineBytes, onLines));
+    server.on('connection', (connection) => socket.#follow(connection, maxLineBytes, onLines, callEnds));
     const file = path.join(iofsDir, LOG_SOCKET_FILE);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -435,9 +486,9 @@ export class LogSocket {
     return socket;
   }
 
-  #follow(connection: net.Socket, maxLineBytes: number, onLines: OnLines): void {
+  #follow(connection: net.Socket, maxLineBytes: number, onLines: OnLines, callEnds: CallEnds): void {
     this.#connections.add(connection);
-    const reader = new LogFrameReader(maxLineBytes, onLines);
+    const reader = new LogFrameReader(maxLineBytes, onLines, (callId) => callEnds.ended(callId));
     connection.on('data', (chunk: Buffer) => {
       try {
         reader.push(chunk);
@@ -449,6 +500,7 @@ export class LogSocket {
     connection.once('close', () => {
       this.#connections.delete(connection);
       reader.end();
+      callEnds.releaseAll();
     });
   }
 
@@ -474,17 +526,25 @@ export class LogSocket {
 export class ContainerLogs {
   readonly attribution = new LineAttribution();
   readonly #socket: LogSocket;
+  readonly #callEnds: CallEnds;
   readonly #maxLineBytes: number;
   readonly #onLines: OnLines;
 
-  private constructor(socket: LogSocket, maxLineBytes: number, onLines: OnLines) {
+  private constructor(socket: LogSocket, callEnds: CallEnds, maxLineBytes: number, onLines: OnLines) {
     this.#socket = socket;
+    this.#callEnds = callEnds;
     this.#maxLineBytes = maxLineBytes;
     this.#onLines = onLines;
   }
 
   static async open(iofsDir: string, maxLineBytes: number, onLines: OnLines): Promise<ContainerLogs> {
-    return new ContainerLogs(await LogSocket.open(iofsDir, maxLineBytes, onLines), maxLineBytes, onLines);
+    const callEnds = new CallEnds();
+    return new ContainerLogs(await LogSocket.open(iofsDir, maxLineBytes, onLines, callEnds), callEnds, maxLineBytes, onLines);
+  }
+
+  /** See CallEnds.wait: the lines call `callId` printed over the log socket are read (undefined: already). */
+  linesRead(callId: string, maxWaitMs: number): Promise<void> | undefined {
+    return this.#callEnds.wait(callId, maxWaitMs);
   }
 
   /** Reads the container's Docker attach stream too (output that bypassed the log socket). */
@@ -494,5 +554,6 @@ export class ContainerLogs {
 
   close(): void {
     this.#socket.close();
+    this.#callEnds.releaseAll();
   }
 }

@@ -1,7 +1,8 @@
 /**
  * Batches log lines (LOGS) and container events (EVENTS) per gateway connection: a batch leaves
- * every FLUSH_INTERVAL_MS, or at once when it reaches MAX_BATCH_LINES. Each line and event goes
- * to the gateway of the invocation it belongs to, which records it.
+ * every FLUSH_INTERVAL_MS, at once when it reaches MAX_BATCH_LINES, and ahead of every RESULT on
+ * its connection (flushRoute). Each line and event goes to the gateway of the invocation it
+ * belongs to, which records it.
  * Hot path (lines): lines become their storage rows at once (bus/log-rows.ts), written straight
  * into the batch's LOGS body bytes (a frame of whole lines from its own bytes, with no string at
  * all), so nothing per line is left to encode and no line's string outlives its frame: kept for the batch's
@@ -99,6 +100,18 @@ export class TelemetryBatcher {
     const events = batch.events;
     batch.events = [];
     if (!route.send(MessageType.EVENTS, { events })) this.dropped += events.length;
+  }
+
+  /**
+   * Sends what is batched for one route now: called before a RESULT goes out on it, so a call's
+   * lines (read before its response, see bootstrap.mjs) reach the gateway ahead of its result on
+   * the same ordered connection, and an executor killed after the RESULT has lost none of them.
+   */
+  flushRoute(route: TelemetryRoute): void {
+    const batch = this.#batches.get(route);
+    if (!batch) return;
+    this.#flushEvents(route, batch);
+    this.#flushLines(route, batch);
   }
 
   /** Sends everything batched so far. */

@@ -118,6 +118,17 @@ describe('executor invoking functions in containers', () => {
     }
   });
 
+  it('sends a call\'s lines ahead of its RESULT, so an executor killed after answering has lost none of them', async () => {
+    await gateway.deploy(path.join(FIXTURES, 'logger'), 'logger-order', { limits: { memoryMB: 128, timeoutMs: 10_000, concurrency: 8 } });
+    // Several calls at once: lines of neighbouring calls share batches, each still ahead of its own RESULT.
+    const results = await Promise.all(Array.from({ length: 24 }, (_, i) => gateway.invoke('logger-order', { query: `n=${1 + (i % 5)}` })));
+    for (const [i, result] of results.entries()) {
+      expect(result.header.status).toBe(200);
+      // n stdout lines and one stderr line.
+      expect(gateway.linesBeforeResult.get(result.header.id), `lines of call ${i} (${result.header.start}) before its RESULT`).toBe(2 + (i % 5));
+    }
+  });
+
   it('answers FUNCTION_TIMEOUT past the deadline and kills the container', async () => {
     await gateway.deploy(path.join(FIXTURES, 'slow'), 'slow');
     // A warm container first, so the deadline below covers the call only.

@@ -34,6 +34,8 @@ type Listener = () => void;
 export class FakeGateway {
   readonly router: BusRouter;
   readonly logs: DecodedLogRow[] = [];
+  /** For each RESULT: how many of its invocation's log lines had arrived before it. */
+  readonly linesBeforeResult = new Map<string, number>();
   readonly events: ContainerEvent[] = [];
   readonly credits: number[] = [];
   /** Why executors left (BYE or missed heartbeats). */
@@ -81,7 +83,11 @@ export class FakeGateway {
       const bundle = this.bundles.get(codeHash);
       this.router.send(peer.peerId, MessageType.BUNDLE, { codeHash, found: bundle !== undefined, message: bundle ? '' : 'not deployed here' }, bundle);
     }
-    if (message.type === MessageType.RESULT) this.#results.set(message.header.id, { header: message.header, body: message.body });
+    if (message.type === MessageType.RESULT) {
+      const { id } = message.header;
+      this.linesBeforeResult.set(id, this.logs.filter((l) => l.invocationId === id).length);
+      this.#results.set(id, { header: message.header, body: message.body });
+    }
     if (message.type === MessageType.LOGS) this.logs.push(...decodeLogRows(message.body));
     if (message.type === MessageType.EVENTS) this.events.push(...message.header.events);
     this.#notify();

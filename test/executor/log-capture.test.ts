@@ -10,7 +10,7 @@ import path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TelemetryRoute } from '../../executor/telemetry.ts';
-import { capturedText, LineAttribution, LineSplitter, LogFrameReader, LogSocket, LOG_SOCKET_FILE, RecentLines } from '../../executor/log-capture.ts';
+import { CallEnds, capturedText, LineAttribution, LineSplitter, LogFrameReader, LogSocket, LOG_SOCKET_FILE, RecentLines } from '../../executor/log-capture.ts';
 import { eachLine, type CapturedLine } from './captured-lines.ts';
 import { ExecutorHarness } from './harness.ts';
 
@@ -80,6 +80,51 @@ function read(chunks: Buffer[], maxLineBytes = 64): Array<Omit<CapturedLine, 'ti
   reader.end();
   return out;
 }
+
+describe('CallEnds', () => {
+  it('lets a RESULT go at once when its call-end frame is in, and once only', () => {
+    const ends = new CallEnds();
+    ends.ended('a');
+    expect(ends.wait('a', 10_000)).toBeUndefined();
+    // Consumed: a second ask for the same call waits (here until released).
+    const again = ends.wait('a', 10_000);
+    expect(again).toBeInstanceOf(Promise);
+    ends.releaseAll();
+    return again;
+  });
+
+  it('holds a RESULT until its frame comes, or nothing more can, or its wait is over', async () => {
+    const ends = new CallEnds();
+    const order: string[] = [];
+    const byFrame = ends.wait('a', 10_000)!.then(() => order.push('a'));
+    const byClose = ends.wait('b', 10_000)!.then(() => order.push('b'));
+    const byTime = ends.wait('c', 5)!.then(() => order.push('c'));
+    await new Promise((resolve) => setTimeout(resolve, 1));
+    expect(order).toEqual([]);
+    ends.ended('a');
+    await byFrame;
+    expect(order).toEqual(['a']);
+    await byTime;
+    expect(order).toEqual(['a', 'c']);
+    ends.releaseAll();
+    await byClose;
+    expect(order).toEqual(['a', 'c', 'b']);
+    // A frame for a call nobody waits for any more is kept for a later ask, not misapplied.
+    ends.ended('a');
+    expect(ends.wait('a', 10_000)).toBeUndefined();
+  });
+
+  it('keeps at most 1024 unasked frames, forgetting the oldest', () => {
+    const ends = new CallEnds();
+    for (let i = 0; i <= 1024; i++) ends.ended(`call-${i}`);
+    expect(ends.wait('call-1024', 10_000)).toBeUndefined();
+    expect(ends.wait('call-1', 10_000)).toBeUndefined();
+    const forgotten = ends.wait('call-0', 10_000);
+    expect(forgotten).toBeInstanceOf(Promise);
+    ends.releaseAll();
+    return forgotten;
+  });
+});
 
 describe('log socket frames', () => {
   const stream = Buffer.concat([

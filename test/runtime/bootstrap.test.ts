@@ -10,7 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LogSocket } from '../../executor/log-capture.ts';
+import { CallEnds, LogSocket } from '../../executor/log-capture.ts';
 import { eachLine, type CapturedLine } from '../executor/captured-lines.ts';
 import { BOOTSTRAP_SOURCE, LISTENER_FILE } from '../../executor/runtime/index.ts';
 
@@ -369,6 +369,42 @@ describe('the bootstrap sending output over the executor log socket', () => {
       { stream: 'stdout', line: 'timer after call-42', truncated: false, callId: '' },
     ]);
     expect(b.output).toEqual({ stdout: '', stderr: '' });
+  });
+
+  it('marks the response of a call that printed (Skiff-Log-End) and sends its call-end frame after its lines, for a handler and an fdk program; a silent call is neither', async () => {
+    for (const [handler, url, printed] of [
+      [path.join(FIXTURES, 'logger', 'index.mjs'), '/function/logger?n=2', 3],
+      [fileURLToPath(new URL('../../examples/fdk-echo/func.js', import.meta.url)), '/function/fdk-echo', 1],
+      [path.join(FIXTURES, 'shapes', 'index.mjs'), '/function/shapes/string', 0],
+    ] as const) {
+      // What the log socket read, in order: lines, and `end <call id>` for call-end frames.
+      const read: string[] = [];
+      class RecordingCallEnds extends CallEnds {
+        override ended(callId: string): void {
+          read.push(`end ${callId}`);
+          super.ended(callId);
+        }
+      }
+      const callEnds = new RecordingCallEnds();
+      const b = await runBootstrap(handler, {}, true, async (dir) => {
+        sockets.push(await LogSocket.open(dir, 64, (captured) => read.push(...eachLine(captured).map((l) => `line ${l.callId}`)), callEnds));
+      });
+      const first = await call(b, url);
+      const second = await call(b, url);
+      expect(first.statusCode).toBe(200);
+      if (printed === 0) {
+        expect(first.headers).not.toHaveProperty('skiff-log-end');
+        expect(read).toEqual([]);
+        continue;
+      }
+      expect(first.headers['skiff-log-end']).toBe('1');
+      expect(second.headers['skiff-log-end']).toBe('1');
+      await until('both calls\' call-end frames', async () => read.filter((r) => r.startsWith('end')).length === 2);
+      const oneCall = [...Array.from({ length: printed }, () => 'line call-42'), 'end call-42'];
+      expect(read).toEqual([...oneCall, ...oneCall]);
+      // The RESULT of each would not wait: its frame was in.
+      expect(callEnds.wait('call-42', 10_000)).toBeUndefined();
+    }
   });
 
   it('tags the lines of an unchanged @fnproject/fdk program with the call id', async () => {

@@ -96,7 +96,8 @@ function pickHandler(mod) {
 // run outside Skiff), while it connects, past LOG_BACKLOG_MAX_BYTES unsent, once it is lost, or
 // for a call id too long to frame, writes go to the real stdout/stderr, which the executor still
 // reads through Docker's attach stream, as it reads fd 1/2 written by native code or child
-// processes (those lines go to the container's latest call). Lost: what was written in the
+// processes (those lines go to the container's latest call). A call's response ends its
+// call (see endAfterLines: its lines are on the socket ahead of its response). Lost: what was written in the
 // synchronous run during which the process is killed or spins forever (a pipe would have
 // delivered it; at most LOG_BATCH_MAX_BYTES), and what is still unsent when it exits (only ever
 // the backlog of a full socket).
@@ -106,6 +107,8 @@ const LOG_FRAME_HEADER_BYTES = 6;
 const LOG_FRAME_STDOUT = 1;
 const LOG_FRAME_STDERR = 2;
 const LOG_FRAME_CALL_END = 3;
+/** Response header of a call that printed over the log socket (executor/container-client.ts LOG_END_HEADER). */
+const LOG_END_HEADER = 'Skiff-Log-End';
 const NEWLINE = 0x0a;
 const LOG_MAX_CALL_ID_BYTES = 255;
 /** Bytes gathered or unsent on the log socket beyond which writes take the attach path instead. */
@@ -191,6 +194,35 @@ function captureOutput(socketFile) {
   // process.exit() in the middle of a run: what it wrote still leaves (a socket with room takes
   // the write at once).
   process.on('exit', flush);
+  // A call that printed over the socket says so in its response head (LOG_END_HEADER), and its
+  // lines and a call-end frame leave before the response's last bytes: the executor sends the
+  // call's RESULT only once it has read that frame, so the lines reach the gateway first.
+  const calls = new WeakMap(); // ServerResponse -> its call
+  const markHead = (response, call) => {
+    if (call.wrote && usable && !response.headersSent) {
+      response.setHeader(LOG_END_HEADER, '1');
+      call.marked = true;
+    }
+  };
+  const { writeHead, end } = http.ServerResponse.prototype;
+  http.ServerResponse.prototype.writeHead = function writeHeadMarked(...args) {
+    const call = calls.get(this);
+    if (call !== undefined) markHead(this, call);
+    return writeHead.apply(this, args);
+  };
+  http.ServerResponse.prototype.end = function endAfterLines(...args) {
+    const call = calls.get(this);
+    if (call !== undefined && !call.ended) {
+      markHead(this, call);
+      call.ended = true; // what runs from now on writes outside the call
+      if ((call.marked || call.partial !== 0) && usable) {
+        gather(LOG_FRAME_CALL_END, call.callId, undefined, 0);
+        call.endSent = true;
+      }
+    }
+    flush();
+    return end.apply(this, args);
+  };
   const send = (kind, chunk, encoding) => {
     if (!usable || socket.connecting || socket.writableLength + batch.bytes > LOG_BACKLOG_MAX_BYTES) return false;
     let part = chunk;
@@ -209,6 +241,7 @@ function captureOutput(socketFile) {
     if (inCall && call.callId.length > LOG_MAX_CALL_ID_BYTES) return false;
     const partBytes = typeof part === 'string' ? Buffer.byteLength(part, 'utf8') : part.byteLength;
     if (inCall && partBytes > 0) {
+      call.wrote = true;
       const endsLine = typeof part === 'string' ? part.charCodeAt(part.length - 1) === NEWLINE : part[part.length - 1] === NEWLINE;
       call.partial = endsLine ? call.partial & ~kind : call.partial | kind;
     }
@@ -237,12 +270,13 @@ function captureOutput(socketFile) {
       callOutput.enterWith(undefined);
       return;
     }
-    const call = { callId, ended: false, partial: 0 };
+    const call = { callId, ended: false, partial: 0, wrote: false, marked: false, endSent: false };
     callOutput.enterWith(call);
+    if (callId.length <= LOG_MAX_CALL_ID_BYTES) calls.set(response, call);
     response.once('close', () => {
       call.ended = true;
       // Only a call that left a line unended needs telling: the executor holds nothing else of it.
-      if (call.partial !== 0 && usable && callId.length <= LOG_MAX_CALL_ID_BYTES) gather(LOG_FRAME_CALL_END, callId, undefined, 0);
+      if (call.partial !== 0 && !call.endSent && usable && callId.length <= LOG_MAX_CALL_ID_BYTES) gather(LOG_FRAME_CALL_END, callId, undefined, 0);
     });
   });
 }
