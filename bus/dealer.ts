@@ -86,9 +86,9 @@ export class BusDealer {
     this.#heartbeatTimer.unref();
   }
 
-  /** Queues a message to the gateway; false when the queue is full. */
-  send<T extends MessageType>(type: T, header: HeaderOf[T], body?: Buffer): boolean {
-    return this.#sendRaw(type, header, body);
+  /** Queues a message to the gateway; false when the queue is full. `logRows`: a RESULT's (BusMessage.logRows). */
+  send<T extends MessageType>(type: T, header: HeaderOf[T], body?: Buffer, logRows?: Buffer): boolean {
+    return this.#sendRaw(type, header, body, logRows);
   }
 
   /**
@@ -99,11 +99,11 @@ export class BusDealer {
     return this.#invokesReceived;
   }
 
-  #sendRaw<T extends MessageType>(type: T, header: HeaderOf[T], body?: Buffer): boolean {
+  #sendRaw<T extends MessageType>(type: T, header: HeaderOf[T], body?: Buffer, logRows?: Buffer): boolean {
     if (this.#closed) return false;
     // The gateway restarts its count of INVOKEs sent when it hears HELLO; so does this side.
     if (type === MessageType.HELLO) this.#invokesReceived = 0;
-    return this.#outbox.push(encodeFrames(type, header, body));
+    return this.#outbox.push(encodeFrames(type, header, body, logRows));
   }
 
   #tick(): void {

@@ -28,40 +28,40 @@ export interface DecodedLogRow extends LogLine {
   lineId: string;
 }
 
-/** Bytes a LOGS body starts with room for at least; it grows by doubling. */
+/** Bytes a LOGS body's working buffer starts with room for at least; it grows by doubling. */
 const INITIAL_BODY_BYTES = 16 * 1024;
 /**
- * A new body starts with room for the last one sent plus this share: a steady flow rarely grows
- * one, and after a burst of long lines the next bodies shrink back (a large buffer per batch
- * would count as external memory and bring full GCs sooner).
+ * A working buffer grown past this (a burst of long lines) is let go when its body is taken: a
+ * large buffer kept would count as external memory and bring full GCs sooner.
  */
-const BODY_HEADROOM = 1.25;
+const MAX_KEPT_BODY_BYTES = 256 * 1024;
 /** UTF-8 takes at most 3 bytes per UTF-16 code unit (a surrogate pair: 4 bytes for 2). */
 const MAX_UTF8_BYTES_PER_CHAR = 3;
 
 /**
- * A LOGS body being written: rows' text appended as UTF-8 bytes into one buffer, handed over
- * whole when the batch leaves (the bus may still hold it while it sends; the next body is new).
+ * A LOGS body being written: rows' text appended as UTF-8 bytes into one working buffer, kept
+ * from body to body; take() hands over a copy of just the bytes written (the bus may still hold
+ * it while it sends). Bodies are often small (a call's lines, sent ahead of its RESULT): a copy
+ * of a few hundred bytes comes from Node's shared pool, where a new working buffer per body would
+ * be a fresh external allocation each time.
  */
 export class RowBytes {
   readonly #minCapacity: number;
   #bytes: Buffer | undefined;
   #length = 0;
-  #nextCapacity: number;
 
-  /** `initialCapacity`: the first body's room, and the least any later one starts with. */
+  /** `initialCapacity`: the working buffer's first room. */
   constructor(initialCapacity = INITIAL_BODY_BYTES) {
     this.#minCapacity = Math.max(1, initialCapacity);
-    this.#nextCapacity = this.#minCapacity;
   }
 
   get length(): number {
     return this.#length;
   }
 
-  /** Bytes the body has room for (the next one, once taken). */
+  /** Bytes the working buffer has room for. */
   get capacity(): number {
-    return this.#bytes?.length ?? this.#nextCapacity;
+    return this.#bytes?.length ?? this.#minCapacity;
   }
 
   append(text: string): void {
@@ -77,7 +77,7 @@ export class RowBytes {
     const needed = this.#length + extra;
     let bytes = this.#bytes;
     if (bytes === undefined || needed > bytes.length) {
-      let capacity = bytes?.length ?? this.#nextCapacity;
+      let capacity = bytes?.length ?? this.#minCapacity;
       while (capacity < needed) capacity *= 2;
       const grown = Buffer.allocUnsafe(capacity);
       if (bytes !== undefined) bytes.copy(grown, 0, 0, this.#length);
@@ -91,14 +91,14 @@ export class RowBytes {
     this.#length += written;
   }
 
-  /** The bytes written so far; empties the body. */
+  /** A copy of the bytes written so far; empties the body. */
   take(): Buffer {
     const bytes = this.#bytes;
-    if (bytes === undefined) return Buffer.alloc(0);
-    const body = bytes.subarray(0, this.#length);
-    this.#nextCapacity = Math.max(this.#minCapacity, Math.ceil(this.#length * BODY_HEADROOM));
-    this.#bytes = undefined;
+    if (bytes === undefined || this.#length === 0) return Buffer.alloc(0);
+    const body = Buffer.allocUnsafe(this.#length);
+    bytes.copy(body, 0, 0, this.#length);
     this.#length = 0;
+    if (bytes.length > MAX_KEPT_BODY_BYTES) this.#bytes = undefined;
     return body;
   }
 }

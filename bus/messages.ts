@@ -208,7 +208,11 @@ export interface HeaderOf {
   [MessageType.BUNDLE]: BundleHeader;
 }
 
-/** A decoded frame. */
+/**
+ * A decoded frame. `logRows`: only ever on a RESULT, the LOGS body (LOG_ROW_COLUMNS rows) its
+ * executor had batched for the connection when the result left, sent in the same message so a
+ * call's lines never come after its result.
+ */
 export type BusMessage = {
-  [T in MessageType]: { type: T; header: HeaderOf[T]; body: Buffer };
+  [T in MessageType]: { type: T; header: HeaderOf[T]; body: Buffer; logRows?: Buffer };
 }[MessageType];

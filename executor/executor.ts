@@ -269,10 +269,11 @@ export class Executor {
     this.#scheduleCredit();
     const job = this.#invoke(dealer, invoke, body, receivedAt, dealer.endpoint)
       .then((outcome) => {
-        // The lines batched so far (this call's among them) go first: a RESULT never overtakes them.
-        this.#telemetry.flushRoute(dealer);
-        if (!dealer.send(MessageType.RESULT, outcome.header, outcome.body)) {
+        // The lines batched so far (this call's among them) go in the same message: a RESULT never overtakes them.
+        const lines = this.#telemetry.takeLines(dealer);
+        if (!dealer.send(MessageType.RESULT, outcome.header, outcome.body, lines?.body)) {
           this.#logger.error({ id: invoke.id }, 'RESULT dropped: the bus queue is full');
+          if (lines) this.#telemetry.refused(lines.lines);
         }
       })
       .catch((err: unknown) => this.#logger.error({ err, id: invoke.id }, 'invocation failed unexpectedly'))

@@ -1,8 +1,8 @@
 /**
  * Batches log lines (LOGS) and container events (EVENTS) per gateway connection: a batch leaves
- * every FLUSH_INTERVAL_MS, at once when it reaches MAX_BATCH_LINES, and ahead of every RESULT on
- * its connection (flushRoute). Each line and event goes to the gateway of the invocation it
- * belongs to, which records it.
+ * every FLUSH_INTERVAL_MS, at once when it reaches MAX_BATCH_LINES, and with every RESULT on its
+ * connection (takeLines). Each line and event goes to the gateway of the invocation it belongs
+ * to, which records it.
  * Hot path (lines): lines become their storage rows at once (bus/log-rows.ts), written straight
  * into the batch's LOGS body bytes (a frame of whole lines from its own bytes, with no string at
  * all), so nothing per line is left to encode and no line's string outlives its frame: kept for the batch's
@@ -43,8 +43,8 @@ export class TelemetryBatcher {
   readonly #batches = new Map<TelemetryRoute, Batch>();
   readonly #timer: NodeJS.Timeout;
   readonly #rows = new LogRowEncoder(randomBytes(LINE_ID_PREFIX_BYTES).toString('hex'));
-  /** The capacity a new LOGS body starts with (RowBytes' rule: the last one sent, with headroom); undefined: RowBytes' default. */
-  #bodyCapacity: number | undefined;
+  /** The rows of the last batch let go, for the next: its working buffer is kept. */
+  #spareRows: RowBytes | undefined;
   /** Lines/events a full bus queue refused. */
   dropped = 0;
 
@@ -56,7 +56,8 @@ export class TelemetryBatcher {
   #batch(route: TelemetryRoute): Batch {
     let batch = this.#batches.get(route);
     if (!batch) {
-      batch = { rows: new RowBytes(this.#bodyCapacity), lines: 0, events: [] };
+      batch = { rows: this.#spareRows ?? new RowBytes(), lines: 0, events: [] };
+      this.#spareRows = undefined;
       this.#batches.set(route, batch);
     }
     return batch;
@@ -91,7 +92,6 @@ export class TelemetryBatcher {
     const { lines } = batch;
     const body = batch.rows.take();
     batch.lines = 0;
-    this.#bodyCapacity = batch.rows.capacity;
     if (!route.send(MessageType.LOGS, LOGS_HEADER, body)) this.dropped += lines;
   }
 
@@ -103,15 +103,24 @@ export class TelemetryBatcher {
   }
 
   /**
-   * Sends what is batched for one route now: called before a RESULT goes out on it, so a call's
-   * lines (read before its response, see bootstrap.mjs) reach the gateway ahead of its result on
-   * the same ordered connection, and an executor killed after the RESULT has lost none of them.
+   * The lines batched for one route, taken to travel in the RESULT about to leave on it (its log
+   * rows, BusMessage.logRows), so a call's lines reach the gateway in the same message as its
+   * result, never after it, and an executor killed after answering has lost none of them; events
+   * batched for the route leave now, ahead of it. Undefined when no line is batched.
    */
-  flushRoute(route: TelemetryRoute): void {
+  takeLines(route: TelemetryRoute): { body: Buffer; lines: number } | undefined {
     const batch = this.#batches.get(route);
-    if (!batch) return;
+    if (!batch) return undefined;
     this.#flushEvents(route, batch);
-    this.#flushLines(route, batch);
+    if (batch.lines === 0) return undefined;
+    const lines = batch.lines;
+    batch.lines = 0;
+    return { body: batch.rows.take(), lines };
+  }
+
+  /** Counts lines a full bus queue refused with the RESULT that carried them (takeLines). */
+  refused(lines: number): void {
+    this.dropped += lines;
   }
 
   /** Sends everything batched so far. */
@@ -119,7 +128,10 @@ export class TelemetryBatcher {
     for (const [route, batch] of this.#batches) {
       this.#flushEvents(route, batch);
       this.#flushLines(route, batch);
-      if (batch.lines === 0 && batch.events.length === 0) this.#batches.delete(route);
+      if (batch.lines === 0 && batch.events.length === 0) {
+        this.#batches.delete(route);
+        this.#spareRows = batch.rows;
+      }
     }
   }
 

@@ -5,7 +5,7 @@
  * a code bundle by hash when a call needs it: FETCH_BUNDLE, answered by bundle-server.ts). Hot path: the request body goes
  * into the INVOKE frame as is; the response body comes back as the RESULT frame's buffer.
  */
-import { BusRouter, MessageType, type BusMessage, type ExecutorPeer, type FetchBundleHeader, type InvokeHeader, type ResultHeader } from '../bus/index.ts';
+import { BusRouter, LOG_ROW_COLUMNS, MessageType, type BusMessage, type ExecutorPeer, type FetchBundleHeader, type InvokeHeader, type ResultHeader } from '../bus/index.ts';
 import type { SkiffConfig } from '../config.ts';
 import { isErrorCode, SkiffError, type ErrorCode } from '../errors.ts';
 import type { Logger } from '../logger.ts';
@@ -304,6 +304,8 @@ export class Initiator {
   #onMessage(peer: ExecutorPeer, message: BusMessage): void {
     switch (message.type) {
       case MessageType.RESULT:
+        // The call's lines (and its neighbours') first: stored as if they had come in a LOGS.
+        if (message.logRows) this.#storage.recordLogRows(LOG_ROW_COLUMNS, message.logRows);
         this.#onResult(peer, message.header, message.body);
         return;
       case MessageType.LOGS:

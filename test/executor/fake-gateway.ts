@@ -85,6 +85,7 @@ export class FakeGateway {
     }
     if (message.type === MessageType.RESULT) {
       const { id } = message.header;
+      if (message.logRows) this.logs.push(...decodeLogRows(message.logRows));
       this.linesBeforeResult.set(id, this.logs.filter((l) => l.invocationId === id).length);
       this.#results.set(id, { header: message.header, body: message.body });
     }

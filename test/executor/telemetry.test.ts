@@ -47,16 +47,20 @@ describe('RowBytes', () => {
     );
   });
 
-  it('starts the next body with room for the last one plus headroom, never below its first size, and an empty take is empty', () => {
+  it('hands over copies and keeps its working buffer from body to body, letting go of one grown past 256 KiB; an empty take is empty', () => {
     const rows = new RowBytes(64);
     expect(rows.take().length).toBe(0);
     rows.append('x'.repeat(1000));
     expect(rows.capacity).toBeGreaterThanOrEqual(3000); // room for the worst case of UTF-8
-    rows.take();
-    expect(rows.capacity).toBe(1250);
-    // After a burst, a small body brings the next one's room back down, to the first size at least.
+    const first = rows.take();
+    const kept = rows.capacity;
     rows.append('é');
+    // The taken body is its own bytes: writing the next one into the kept buffer leaves it as it was.
+    expect(first.toString('utf8')).toBe('x'.repeat(1000));
     expect(rows.take().toString('utf8')).toBe('é');
+    expect(rows.capacity).toBe(kept);
+    rows.append('y'.repeat(100_000)); // room for 300,000 bytes: past the limit
+    expect(rows.take().length).toBe(100_000);
     expect(rows.capacity).toBe(64);
   });
 });
@@ -81,6 +85,37 @@ describe('TelemetryBatcher log lines', () => {
       // Nothing new: nothing sent.
       telemetry.flush();
       expect(a.bodies).toHaveLength(1);
+    } finally {
+      telemetry.close();
+    }
+  });
+
+  it('hands one route\'s batched lines over for its RESULT, sends its events ahead, leaves other routes batched, and counts lines a RESULT could not take', () => {
+    const a = new RecordingRoute();
+    const b = new RecordingRoute();
+    const events: string[] = [];
+    a.send = <T extends MessageType>(type: T, _header: HeaderOf[T], body?: Buffer) => {
+      if (type === MessageType.EVENTS) events.push('events');
+      if (type === MessageType.LOGS && body) a.bodies.push(Buffer.from(body));
+      return true;
+    };
+    const telemetry = new TelemetryBatcher();
+    try {
+      expect(telemetry.takeLines(a)).toBeUndefined();
+      telemetry.lines(a, linesOf('inv-a', ['one', 'two']));
+      telemetry.lines(b, linesOf('inv-b', ['bee']));
+      telemetry.event(a, { timeMs: 1, nodeId: 'n', containerId: 'c1', function: 'fn', version: 1, kind: 'started', detail: '' });
+      const taken = telemetry.takeLines(a);
+      expect(events).toEqual(['events']);
+      expect(taken?.lines).toBe(2);
+      expect(decodeLogRows(taken!.body).map((r) => r.line)).toEqual(['one', 'two']);
+      // Taken: the next take and the timer's flush find nothing more of a's.
+      expect(telemetry.takeLines(a)).toBeUndefined();
+      telemetry.flush();
+      expect(a.bodies).toHaveLength(0);
+      expect(decodeLogRows(b.bodies[0]).map((r) => r.line)).toEqual(['bee']);
+      telemetry.refused(taken!.lines);
+      expect(telemetry.dropped).toBe(2);
     } finally {
       telemetry.close();
     }

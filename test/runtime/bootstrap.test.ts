@@ -407,6 +407,46 @@ describe('the bootstrap sending output over the executor log socket', () => {
     }
   });
 
+  it('marks every way a program writes its response head, once, keeping its own headers', async () => {
+    const dir = await fsp.mkdtemp(path.join(scratch, 'heads-'));
+    const program = path.join(dir, 'index.mjs');
+    await fsp.writeFile(
+      program,
+      [
+        "import fs from 'node:fs';",
+        "import http from 'node:http';",
+        "import path from 'node:path';",
+        "const listenFile = process.env.FN_LISTENER.slice('unix:'.length);",
+        "const socketFile = path.join(path.dirname(listenFile), 'heads.sock');",
+        'const server = http.createServer((req, res) => {',
+        "  const form = new URL(req.headers['fn-http-request-url'], 'http://x').pathname.split('/').pop();",
+        "  if (form !== 'silent') console.log(`head ${form}`);",
+        "  if (form === 'object' || form === 'silent') res.writeHead(200, { 'x-form': form });",
+        "  else if (form === 'reason') res.writeHead(200, 'Fine', { 'x-form': form });",
+        "  else if (form === 'flat') res.writeHead(200, ['x-form', form]);",
+        "  else if (form === 'pairs') res.writeHead(200, [['x-form', form]]);",
+        "  else if (form === 'set') { res.setHeader('x-form', form); res.writeHead(200); }",
+        "  else res.setHeader('x-form', form); // implicit: end() writes the head",
+        "  res.end('ok');",
+        '});',
+        'server.listen(socketFile, () => {',
+        '  fs.chmodSync(socketFile, 0o666);',
+        "  fs.symlinkSync('heads.sock', listenFile);",
+        '});',
+        '',
+      ].join('\n'),
+    );
+    const { b, lines } = await withLogSocket(program);
+    for (const form of ['object', 'reason', 'flat', 'pairs', 'set', 'implicit', 'silent']) {
+      const res = await call(b, `/function/heads/${form}`);
+      expect(res.statusCode, form).toBe(200);
+      expect(res.headers['x-form'], form).toBe(form);
+      expect(res.headers['skiff-log-end'], form).toBe(form === 'silent' ? undefined : '1');
+    }
+    await until('the programs\' lines', async () => lines.length === 6);
+    expect(lines.map((l) => `${l.callId} ${l.line}`)).toEqual(['object', 'reason', 'flat', 'pairs', 'set', 'implicit'].map((form) => `call-42 head ${form}`));
+  });
+
   it('tags the lines of an unchanged @fnproject/fdk program with the call id', async () => {
     const { b, lines } = await withLogSocket(fileURLToPath(new URL('../../examples/fdk-echo/func.js', import.meta.url)));
     const res = await call(b, '/function/fdk-echo', { body: 'seven b' });

@@ -198,22 +198,32 @@ function captureOutput(socketFile) {
   // lines and a call-end frame leave before the response's last bytes: the executor sends the
   // call's RESULT only once it has read that frame, so the lines reach the gateway first.
   const calls = new WeakMap(); // ServerResponse -> its call
-  const markHead = (response, call) => {
-    if (call.wrote && usable && !response.headersSent) {
-      response.setHeader(LOG_END_HEADER, '1');
-      call.marked = true;
-    }
-  };
+  const marks = (response, call) => call !== undefined && call.wrote && !call.marked && usable && !response.headersSent;
   const { writeHead, end } = http.ServerResponse.prototype;
-  http.ServerResponse.prototype.writeHead = function writeHeadMarked(...args) {
+  http.ServerResponse.prototype.writeHead = function writeHeadMarked(statusCode, reason, headers) {
     const call = calls.get(this);
-    if (call !== undefined) markHead(this, call);
-    return writeHead.apply(this, args);
+    if (!marks(this, call)) return writeHead.apply(this, arguments);
+    call.marked = true;
+    // Added to a copy of the headers given (the caller's stay as they were): setHeader here would
+    // send Node's writeHead down its slower merging path.
+    if (typeof reason !== 'string') {
+      headers = reason;
+      reason = undefined;
+    }
+    if (headers === undefined || headers === null) this.setHeader(LOG_END_HEADER, '1');
+    else if (!Array.isArray(headers)) headers = { ...headers, [LOG_END_HEADER]: '1' };
+    else if (Array.isArray(headers[0])) headers = [...headers, [LOG_END_HEADER, '1']];
+    else headers = [...headers, LOG_END_HEADER, '1'];
+    return reason === undefined ? writeHead.call(this, statusCode, headers) : writeHead.call(this, statusCode, reason, headers);
   };
   http.ServerResponse.prototype.end = function endAfterLines(...args) {
     const call = calls.get(this);
     if (call !== undefined && !call.ended) {
-      markHead(this, call);
+      // Headers not written yet: end() writes them (implicitly), so the mark goes in now.
+      if (marks(this, call)) {
+        this.setHeader(LOG_END_HEADER, '1');
+        call.marked = true;
+      }
       call.ended = true; // what runs from now on writes outside the call
       if ((call.marked || call.partial !== 0) && usable) {
         gather(LOG_FRAME_CALL_END, call.callId, undefined, 0);
