@@ -21,6 +21,8 @@ describe('function container spec', () => {
       expect.arrayContaining(['GREETING=hi', 'FN_LISTENER=unix:/tmp/iofs/lsnr.sock', 'FN_FORMAT=http-stream', 'SKIFF_HANDLER=/function/index.js', 'SKIFF_FUNCTION_NAME=echo']),
     );
     expect(options.Env).not.toContain('FN_LISTENER=nope');
+    // No network: not even a libnetwork sandbox.
+    expect(options.NetworkDisabled).toBe(true);
     expect(options.HostConfig).toMatchObject({
       NetworkMode: 'none',
       Memory: 64 * 1024 * 1024,
@@ -39,12 +41,14 @@ describe('function container spec', () => {
   it('gives a function its own CPU limit and network only when it asks for it', () => {
     const options = toCreateOptions(buildContainerSpec(spec({ network: true, limits: { memoryMB: 256, timeoutMs: 1000, concurrency: 1, cpus: 0.5 } }), place));
     expect(options.HostConfig).toMatchObject({ NetworkMode: 'bridge', Memory: 256 * 1024 * 1024, MemorySwap: 256 * 1024 * 1024, CpuQuota: 50_000 });
+    expect(options.NetworkDisabled).toBeUndefined();
   });
 
   it('builds a stem cell: the runtime in stem mode, no code mounted, hardened like a function', () => {
     const options = toCreateOptions(buildStemCellSpec({ runtime: 'node20', memoryMb: 128, cpus: 1 }, place));
     expect(options.name).toMatch(/^skiff-stemcell-node20-[0-9a-f]{8}$/);
     expect(options.Labels).toEqual({ 'skiff.managed': 'true', 'skiff.node': 'node-1', 'skiff.stemcell': 'node20' });
+    expect(options.NetworkDisabled).toBe(true);
     expect(options.Env).toEqual(expect.arrayContaining(['SKIFF_STEMCELL=1', 'FN_LISTENER=unix:/tmp/iofs/lsnr.sock']));
     expect(options.Env?.some((e) => e.startsWith('SKIFF_HANDLER='))).toBe(false);
     expect(options.HostConfig).toMatchObject({

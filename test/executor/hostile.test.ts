@@ -53,6 +53,12 @@ describe('hostile functions', () => {
     expect(result.body.toString()).toMatch(/ENETUNREACH|EHOSTUNREACH|connect timed out/);
   });
 
+  it('keeps its own loopback: a server and a client inside the function talk over 127.0.0.1', async () => {
+    const result = await gateway.invoke('hostile', { path: '/loopback' });
+    expect(result.header.status).toBe(200);
+    expect(result.body.toString()).toBe('loopback pong');
+  });
+
   it('kills a function that allocates past its memory with FUNCTION_OUT_OF_MEMORY and replaces its container', async () => {
     const result = await gateway.invoke('hostile', { path: '/alloc' });
     expect(result.header, result.header.errorMessage).toMatchObject({ status: 502, errorCode: 'FUNCTION_OUT_OF_MEMORY' });
