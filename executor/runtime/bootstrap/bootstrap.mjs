@@ -197,11 +197,12 @@ function captureOutput(socketFile) {
   // A call that printed over the socket says so in its response head (LOG_END_HEADER), and its
   // lines and a call-end frame leave before the response's last bytes: the executor sends the
   // call's RESULT only once it has read that frame, so the lines reach the gateway first.
-  const calls = new WeakMap(); // ServerResponse -> its call
+  // A response's call, as a property (a WeakMap entry per response would be GC work per call).
+  const kCall = Symbol('skiff.call');
   const marks = (response, call) => call !== undefined && call.wrote && !call.marked && usable && !response.headersSent;
   const { writeHead, end } = http.ServerResponse.prototype;
   http.ServerResponse.prototype.writeHead = function writeHeadMarked(statusCode, reason, headers) {
-    const call = calls.get(this);
+    const call = this[kCall];
     if (!marks(this, call)) return writeHead.apply(this, arguments);
     call.marked = true;
     // Added to a copy of the headers given (the caller's stay as they were): setHeader here would
@@ -217,7 +218,7 @@ function captureOutput(socketFile) {
     return reason === undefined ? writeHead.call(this, statusCode, headers) : writeHead.call(this, statusCode, reason, headers);
   };
   http.ServerResponse.prototype.end = function endAfterLines(...args) {
-    const call = calls.get(this);
+    const call = this[kCall];
     if (call !== undefined && !call.ended) {
       // Headers not written yet: end() writes them (implicitly), so the mark goes in now.
       if (marks(this, call)) {
@@ -282,7 +283,7 @@ function captureOutput(socketFile) {
     }
     const call = { callId, ended: false, partial: 0, wrote: false, marked: false, endSent: false };
     callOutput.enterWith(call);
-    if (callId.length <= LOG_MAX_CALL_ID_BYTES) calls.set(response, call);
+    if (callId.length <= LOG_MAX_CALL_ID_BYTES) response[kCall] = call;
     response.once('close', () => {
       call.ended = true;
       // Only a call that left a line unended needs telling: the executor holds nothing else of it.
