@@ -53,6 +53,13 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs = RE
   }
 }
 
+/** Writes `source` as `file` in a new scratch directory named after `prefix`; returns its path. */
+async function scratchModule(prefix: string, file: string, source: string): Promise<string> {
+  const modulePath = path.join(await fsp.mkdtemp(path.join(scratch, `${prefix}-`)), file);
+  await fsp.writeFile(modulePath, source);
+  return modulePath;
+}
+
 /** `prepare` runs on the iofs directory before the bootstrap starts (e.g. to open a log socket in it). */
 async function runBootstrap(handler: string, env: Record<string, string> = {}, waitReady = true, prepare?: (dir: string) => Promise<void>): Promise<Bootstrapped> {
   const dir = await fsp.mkdtemp(path.join(scratch, 'iofs-'));
@@ -188,18 +195,14 @@ describe('the bootstrap loading modules', () => {
     ['export default', 'index.mjs', "export default async () => 'esm default';", 'esm default'],
     ['export const handler', 'index.mjs', "export const handler = async () => 'esm handler';", 'esm handler'],
   ])('serves a handler exported as %s', async (_label, file, source, expected) => {
-    const dir = await fsp.mkdtemp(path.join(scratch, 'module-'));
-    await fsp.writeFile(path.join(dir, file), source);
-    const b = await runBootstrap(path.join(dir, file));
+    const b = await runBootstrap(await scratchModule('module', file, source));
     const res = await call(b, '/function/shapes');
     expect(res.body.toString('utf8')).toBe(expected);
   });
 
   it('leaves the listener to a program that loaded @fnproject/fdk even when it exports fdk.handle\'s closer', async () => {
-    const dir = await fsp.mkdtemp(path.join(scratch, 'fdk-'));
     const fdk = fileURLToPath(new URL('../../examples/fdk-echo/node_modules/@fnproject/fdk/fn-fdk.js', import.meta.url));
-    await fsp.writeFile(path.join(dir, 'func.cjs'), `const fdk = require(${JSON.stringify(fdk)});\nmodule.exports = fdk.handle(async () => 'from fdk');\n`);
-    const b = await runBootstrap(path.join(dir, 'func.cjs'));
+    const b = await runBootstrap(await scratchModule('fdk', 'func.cjs', `const fdk = require(${JSON.stringify(fdk)});\nmodule.exports = fdk.handle(async () => 'from fdk');\n`));
     const res = await call(b, '/function/shapes');
     expect(res.headers['fn-fdk-version']).toMatch(/^fdk-node\//);
     expect(JSON.parse(res.body.toString('utf8'))).toBe('from fdk');
@@ -341,10 +344,9 @@ describe('the bootstrap sending output over the executor log socket', () => {
   });
 
   it('sends lines printed at module load and by timers after the response with no call id, ends a call\'s partial line, and cuts long lines', async () => {
-    const dir = await fsp.mkdtemp(path.join(scratch, 'outside-'));
-    const handler = path.join(dir, 'index.mjs');
-    await fsp.writeFile(
-      handler,
+    const handler = await scratchModule(
+      'outside',
+      'index.mjs',
       [
         "console.log('loaded at module level');",
         'export default async function outside(request, context) {',
@@ -408,10 +410,9 @@ describe('the bootstrap sending output over the executor log socket', () => {
   });
 
   it('marks every way a program writes its response head, once, keeping its own headers', async () => {
-    const dir = await fsp.mkdtemp(path.join(scratch, 'heads-'));
-    const program = path.join(dir, 'index.mjs');
-    await fsp.writeFile(
-      program,
+    const program = await scratchModule(
+      'heads',
+      'index.mjs',
       [
         "import fs from 'node:fs';",
         "import http from 'node:http';",
