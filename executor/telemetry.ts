@@ -87,12 +87,17 @@ export class TelemetryBatcher {
     if (batch.events.length >= MAX_BATCH_EVENTS) this.#flushEvents(route, batch);
   }
 
-  #flushLines(route: TelemetryRoute, batch: Batch): void {
-    if (batch.lines === 0) return;
-    const { lines } = batch;
-    const body = batch.rows.take();
+  /** The batch's rows and how many, emptying it; undefined when it holds none. */
+  #takeRows(batch: Batch): { body: Buffer; lines: number } | undefined {
+    if (batch.lines === 0) return undefined;
+    const lines = batch.lines;
     batch.lines = 0;
-    if (!route.send(MessageType.LOGS, LOGS_HEADER, body)) this.dropped += lines;
+    return { body: batch.rows.take(), lines };
+  }
+
+  #flushLines(route: TelemetryRoute, batch: Batch): void {
+    const taken = this.#takeRows(batch);
+    if (taken && !route.send(MessageType.LOGS, LOGS_HEADER, taken.body)) this.dropped += taken.lines;
   }
 
   #flushEvents(route: TelemetryRoute, batch: Batch): void {
@@ -112,10 +117,7 @@ export class TelemetryBatcher {
     const batch = this.#batches.get(route);
     if (!batch) return undefined;
     this.#flushEvents(route, batch);
-    if (batch.lines === 0) return undefined;
-    const lines = batch.lines;
-    batch.lines = 0;
-    return { body: batch.rows.take(), lines };
+    return this.#takeRows(batch);
   }
 
   /** Counts lines a full bus queue refused with the RESULT that carried them (takeLines). */
