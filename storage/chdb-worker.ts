@@ -41,8 +41,14 @@ export type ChdbReply = { ok: true; rows: unknown[] } | { ok: false; message: st
 let session: Session | undefined;
 /** Inserts of one batch at a time (the worker owns the Session): one staging file name is enough. */
 const INSERT_FILE = 'insert-batch';
-/** A batch insert is one thread's work: parallel parsing and insert threads cost more CPU than they save at batch sizes. */
-const FILE_INSERT_SETTINGS = 'input_format_parallel_parsing = 0, max_threads = 1, max_insert_threads = 1';
+/**
+ * A batch insert is one thread's work: parallel parsing and insert threads cost more CPU than they
+ * save at batch sizes. optimize_on_insert = 0: ReplacingMergeTree would otherwise collapse rows of
+ * equal sorting key inside each inserted block, a pass that rarely finds anything (a retried batch
+ * repeats as a whole, in another part) and cost ~15 % of the storage threads' CPU per log row;
+ * queries dedup anyway (storage/queries.ts), and merges in time.
+ */
+const FILE_INSERT_SETTINGS = 'input_format_parallel_parsing = 0, max_threads = 1, max_insert_threads = 1, optimize_on_insert = 0';
 
 /** `name Type, …` of a batch's columns, for file(); undefined when one is not in the schema (then the inline insert). */
 function structureOf(table: TableName, columns: readonly string[]): string | undefined {
