@@ -377,6 +377,7 @@ export const ENV_OVERRIDES: Readonly<Record<string, readonly [string, EnvKind]>>
   SKIFF_GATEWAY_CURVE_PUBLIC_KEY: ['executor.curve.gatewayPublicKey', 'string'],
   SKIFF_CLICKHOUSE_DATABASE: ['storage.database', 'string'],
   SKIFF_STORAGE_FLUSH_INTERVAL_MS: ['storage.flushIntervalMs', 'int'],
+  SKIFF_STORAGE_MAX_BATCH_ROWS: ['storage.maxBatchRows', 'int'],
   SKIFF_SPOOL_MAX_BYTES: ['storage.spoolMaxBytes', 'int'],
   SKIFF_STORAGE_THREAD_NICE: ['storage.threadNice', 'int'],
   SKIFF_CLICKHOUSE_CLUSTER: ['storage.cluster.name', 'string'],
