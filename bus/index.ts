@@ -14,7 +14,7 @@ export type { CurveKeyPair, CurveServerOptions, CurveClientOptions } from './cur
 export { encodeFrames, decodeFrames, FrameError } from './frames.ts';
 export { MessageType, MESSAGE_TYPE_NAMES } from './messages.ts';
 export { LOG_ROW_COLUMNS, LogRowEncoder, RowBytes, countLogRows, decodeLogRows } from './log-rows.ts';
-export type { DecodedLogRow, LogLineBytes, LogLines } from './log-rows.ts';
+export type { CarriedLogLines, DecodedLogRow, LogLineBytes, LogLines } from './log-rows.ts';
 export type {
   BusMessage,
   HeaderOf,

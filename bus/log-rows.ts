@@ -115,6 +115,16 @@ export interface LogLineBytes extends Omit<LogLine, 'line' | 'truncated'> {
   end: number;
 }
 
+/**
+ * A call's lines as its container carried them in its response head (the Skiff-Log header,
+ * executor/runtime/bootstrap: LOG_LINES_HEADER): `value` is each line as a stream letter ('o'
+ * stdout, 'e' stderr) and its text as a TabSeparated field (tab and backslash escaped) in UTF-8
+ * bytes (a latin1 string: a header value as parsed), lines joined by tabs, the whole ended by '|'.
+ */
+export interface CarriedLogLines extends Omit<LogLine, 'line' | 'truncated' | 'stream'> {
+  value: string;
+}
+
 const TAB = 0x09;
 const NEWLINE = 0x0a;
 const CARRIAGE_RETURN = 0x0d;
@@ -251,8 +261,61 @@ export class LogRowEncoder {
     return rows;
   }
 
+  /**
+   * The rows of a call's carried lines (CarriedLogLines), written into `out` from the header value
+   * as it is (it is already TabSeparated). Returns how many rows it wrote. A line over
+   * `maxLineBytes` is cut there, marked truncated. A value not in that form (a function can send
+   * any header) is kept whole as one stderr line, cut at `maxLineBytes`, so nothing is lost and
+   * nothing it holds can shift a row's columns.
+   */
+  writeCarriedLines(l: CarriedLogLines, out: RowBytes, maxLineBytes: number): number {
+    const { value } = l;
+    const end = value.length - 1; // the '|'
+    if (!isCarriedValue(value)) {
+      out.append(this.encodeLines({ ...l, stream: 'stderr', ...cutLine(`malformed Skiff-Log header: ${Buffer.from(value, 'latin1').toString('utf8')}`, maxLineBytes), tsvPlain: false }));
+      return 1;
+    }
+    const lead = this.#lead(l);
+    const time = rowTime(l.timeMs);
+    let rows = 0;
+    for (let at = 0; at < end; ) {
+      let lineEnd = value.indexOf('\t', at);
+      if (lineEnd === -1 || lineEnd > end) lineEnd = end;
+      const stream: LogStream = value.charCodeAt(at) === LETTER_O ? 'stdout' : 'stderr';
+      const field = value.slice(at + 1, lineEnd);
+      at = lineEnd + 1;
+      rows++;
+      // Escaped bytes are at least the line's own: only a field over the limit can hold a line that is.
+      if (field.length > maxLineBytes) {
+        const line = tsvUnescape(Buffer.from(field, 'latin1').toString('utf8'));
+        out.append(this.encodeLines({ ...l, stream, ...cutLine(line, maxLineBytes), tsvPlain: false }));
+        continue;
+      }
+      const bytes = out.reserve(this.#lastLeadBytes + this.#idPrefix.length + MAX_ROW_OVERHEAD_BYTES + field.length);
+      let w = out.length;
+      w += bytes.write(lead, w, 'utf8');
+      w = writeUint(bytes, w, time, 10);
+      bytes[w++] = TAB;
+      const seq = ++this.#seq;
+      w = writeUint(bytes, w, seq, 10);
+      bytes[w++] = TAB;
+      w = writeAscii(bytes, w, this.#idPrefix);
+      bytes[w++] = 0x2d; // '-'
+      w = writeUint(bytes, w, seq, 36);
+      bytes[w++] = TAB;
+      w = writeAscii(bytes, w, stream);
+      bytes[w++] = TAB;
+      w += bytes.write(field, w, 'latin1');
+      bytes[w++] = TAB;
+      bytes[w++] = DIGIT_0; // not truncated
+      bytes[w++] = NEWLINE;
+      out.advance(w - out.length);
+    }
+    return rows;
+  }
+
   /** The escaped invocation, function and container fields with their tabs: consecutive lines of one call share them. */
-  #lead(l: Omit<LogLine, 'line' | 'truncated'>): string {
+  #lead(l: Pick<LogLine, 'invocationId' | 'function' | 'containerId'>): string {
     if (l.invocationId !== this.#lastInvocationId || l.function !== this.#lastFunction || l.containerId !== this.#lastContainerId) {
       this.#lastInvocationId = l.invocationId;
       this.#lastFunction = l.function;
@@ -262,6 +325,40 @@ export class LogRowEncoder {
     }
     return this.#lastLead;
   }
+}
+
+const LETTER_O = 0x6f;
+const LETTER_E = 0x65;
+/** Characters no carried value holds: controls but the tab separating lines, and anything past latin1 (not a header byte). */
+const NOT_CARRIED = /[\x00-\x08\x0a-\x1f\x7f\u0100-\uffff]/;
+
+/**
+ * Whether `value` is in the CarriedLogLines form: ends with '|', each line starts with its stream
+ * letter, every backslash starts an escape this format uses (\t or \\), no control characters.
+ */
+function isCarriedValue(value: string): boolean {
+  const end = value.length - 1;
+  if (end < 1 || value.charCodeAt(end) !== 0x7c || NOT_CARRIED.test(value)) return false;
+  for (let at = 0; at <= end; ) {
+    const letter = value.charCodeAt(at);
+    if (letter !== LETTER_O && letter !== LETTER_E) return false;
+    const next = value.indexOf('\t', at);
+    at = next === -1 ? end + 1 : next + 1;
+  }
+  for (let at = value.indexOf('\\'); at !== -1; at = value.indexOf('\\', at + 2)) {
+    const escaped = value.charCodeAt(at + 1);
+    if (escaped !== LETTER_T && escaped !== BACKSLASH) return false;
+  }
+  return true;
+}
+
+/** `line` cut to at most `maxBytes` UTF-8 bytes on a character boundary, with whether it was. */
+function cutLine(line: string, maxBytes: number): { lines: string[]; truncated: boolean } {
+  const bytes = Buffer.from(line, 'utf8');
+  if (bytes.length <= maxBytes) return { lines: [line], truncated: false };
+  let cut = maxBytes;
+  while (cut > 0 && (bytes[cut] & 0xc0) === 0x80) cut--;
+  return { lines: [bytes.toString('utf8', 0, cut)], truncated: true };
 }
 
 /** A row's time_ms: whole milliseconds, 0 for a time that is not one (or past 2^53, more digits than a row has room for). */

@@ -37,10 +37,18 @@ export interface ContainerResponse {
    * (LOG_END_HEADER): the RESULT waits for that frame, so it never overtakes the lines.
    */
   linesEnd: boolean;
+  /** The call's lines, carried in its response head (LOG_LINES_HEADER; bus/log-rows.ts CarriedLogLines). */
+  logLines: string | undefined;
 }
 
 /** Response header the bootstrap sets on a call that printed over the log socket (bootstrap.mjs). */
 export const LOG_END_HEADER = 'skiff-log-end';
+/** The response header a container carries a call's lines in (bootstrap.mjs: LOG_LINES_HEADER). */
+export const LOG_LINES_HEADER = 'skiff-log';
+/** Bytes of lines a response head carries at most (bootstrap.mjs: LOG_LINES_HEADER_MAX_BYTES). */
+const LOG_LINES_HEADER_MAX_BYTES = 8 * 1024;
+/** Node's and undici's default limit on a response head. */
+const DEFAULT_MAX_HEADER_BYTES = 16 * 1024;
 
 /** undici/socket error codes meaning the container side went away mid-call. */
 const CRASH_CODES = new Set(['UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_DESTROYED', 'ECONNRESET', 'EPIPE', 'ECONNREFUSED', 'ENOENT', 'UND_ERR_ABORTED']);
@@ -82,6 +90,8 @@ export class ContainerClient {
       bodyTimeout: 0,
       keepAliveTimeout: KEEP_ALIVE_MS,
       keepAliveMaxTimeout: KEEP_ALIVE_MS,
+      // A function's own headers keep the usual room; the carried lines come on top.
+      maxHeaderSize: DEFAULT_MAX_HEADER_BYTES + LOG_LINES_HEADER_MAX_BYTES,
     });
   }
 
@@ -96,6 +106,7 @@ export class ContainerClient {
       let controller: Dispatcher.DispatchController | undefined;
       let head: { status: number; headers: Record<string, string> } | undefined;
       let linesEnd = false;
+      let logLines: string | undefined;
       const chunks: Buffer[] = [];
       let size = 0;
       let settled = false;
@@ -118,6 +129,9 @@ export class ContainerClient {
             try {
               head = fromFnResponseHeaders(statusCode, headers);
               linesEnd = headers[LOG_END_HEADER] !== undefined;
+              const carried = headers[LOG_LINES_HEADER];
+              // Sent twice (only a function's own doing): kept, as one value the row writer will find malformed.
+              if (carried !== undefined) logLines = Array.isArray(carried) ? carried.join(', ') : carried;
               const declared = Number(headers['content-length']);
               if (Number.isFinite(declared) && declared > maxResponseBytes) throw tooLarge(maxResponseBytes);
             } catch (err) {
@@ -143,7 +157,7 @@ export class ContainerClient {
               reject(new SkiffError('FUNCTION_BAD_RESPONSE', 'the function answered no response head'));
               return;
             }
-            resolve({ status: head.status, headers: head.headers, body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size), linesEnd });
+            resolve({ status: head.status, headers: head.headers, body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size), linesEnd, logLines });
           },
           onResponseError(_ctrl, err) {
             fail(err);

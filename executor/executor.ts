@@ -325,7 +325,12 @@ export class Executor {
         linked.dispose();
       }
       header.runUs = usBetween(runAt, performance.now());
-      // The call's lines can be read after its response (two sockets): the RESULT waits for them.
+      // Lines carried in the response head: rows now, ahead of the RESULT's takeLines.
+      if (response.logLines !== undefined) {
+        const carried = { invocationId: invoke.id, function: deployed.spec.name, containerId: container.id, timeMs: Date.now(), value: response.logLines };
+        this.#telemetry.carriedLines(route, carried, this.#config.executor.maxLogLineBytes);
+      }
+      // Lines on the log socket can be read after the response (two sockets): the RESULT waits for them.
       if (response.linesEnd) {
         const read = container.linesRead?.(invoke.id, this.#config.executor.logLinesWaitMs);
         if (read) await read;

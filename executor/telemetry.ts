@@ -11,7 +11,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import diagnostics from 'node:diagnostics_channel';
-import { LOG_ROW_COLUMNS, LogRowEncoder, MessageType, RowBytes, type ContainerEvent, type ContainerEventKind, type HeaderOf, type LogLineBytes, type LogLines, type LogsHeader } from '../bus/index.ts';
+import { LOG_ROW_COLUMNS, LogRowEncoder, MessageType, RowBytes, type CarriedLogLines, type ContainerEvent, type ContainerEventKind, type HeaderOf, type LogLineBytes, type LogLines, type LogsHeader } from '../bus/index.ts';
 
 const FLUSH_INTERVAL_MS = 100;
 const MAX_BATCH_LINES = 500;
@@ -74,6 +74,13 @@ export class TelemetryBatcher {
   lineBytes(route: TelemetryRoute, lines: LogLineBytes): void {
     const batch = this.#batch(route);
     batch.lines += this.#rows.writeLineBytes(lines, batch.rows);
+    if (batch.lines >= MAX_BATCH_LINES) this.#flushLines(route, batch);
+  }
+
+  /** A call's lines its container carried in its response head (the usual case): written from the header value. */
+  carriedLines(route: TelemetryRoute, lines: CarriedLogLines, maxLineBytes: number): void {
+    const batch = this.#batch(route);
+    batch.lines += this.#rows.writeCarriedLines(lines, batch.rows, maxLineBytes);
     if (batch.lines >= MAX_BATCH_LINES) this.#flushLines(route, batch);
   }
 

@@ -101,6 +101,54 @@ describe('LOGS body rows', () => {
     );
   });
 
+  it('writes the lines a call carried in its response head (a Skiff-Log value) as the rows the string path writes, cutting lines over the limit', () => {
+    // As the bootstrap carries lines: tab and backslash escaped, UTF-8 bytes as latin1, a stream letter each, tabs between, '|' after.
+    const carry = (lines: Array<{ stream: 'stdout' | 'stderr'; text: string }>) =>
+      `${lines.map(({ stream, text }) => (stream === 'stdout' ? 'o' : 'e') + Buffer.from(text.replace(/[\t\\]/g, (c) => (c === '\t' ? '\\t' : '\\\\'))).toString('latin1')).join('\t')}|`;
+    const text = fc.array(fc.oneof(fc.string({ maxLength: 20 }), fc.constantFrom('\t', '\\', '\\t', 'é🙂', ' ', '')), { maxLength: 4 }).map((parts) => Buffer.from(parts.join('')).toString().replace(/[\x00-\x08\x0a-\x1f\x7f]/g, '?'));
+    const lineOf = fc.record({ stream: fc.constantFrom('stdout' as const, 'stderr' as const), text });
+    fc.assert(
+      fc.property(fc.array(lineOf, { minLength: 1, maxLength: 8 }), fc.integer({ min: 1, max: 80 }), (lines, maxLineBytes) => {
+        const out = new RowBytes(16);
+        const rows = new LogRowEncoder('w').writeCarriedLines({ invocationId: 'call-1', function: 'fn', containerId: 'c-1', timeMs: 1_790_000_000_000, value: carry(lines) }, out, maxLineBytes);
+        expect(rows).toBe(lines.length);
+        const decoded = decodeLogRows(out.take());
+        expect(decoded.map(({ stream, line, truncated, invocationId, function: fn }) => ({ stream, line, truncated, invocationId, fn }))).toEqual(
+          lines.map(({ stream, text: whole }) => {
+            const bytes = Buffer.from(whole);
+            let cut = Math.min(bytes.length, maxLineBytes);
+            while (cut > 0 && cut < bytes.length && (bytes[cut] & 0xc0) === 0x80) cut--;
+            return { stream, line: bytes.toString('utf8', 0, cut), truncated: bytes.length > maxLineBytes, invocationId: 'call-1', fn: 'fn' };
+          }),
+        );
+        expect(new Set(decoded.map((row) => row.lineId)).size).toBe(lines.length);
+      }),
+    );
+  });
+
+  it('keeps a Skiff-Log value not in that form whole, as one stderr line, and no value can shift a row\'s columns', () => {
+    const write = (value: string) => {
+      const out = new RowBytes();
+      const rows = new LogRowEncoder('w').writeCarriedLines({ invocationId: 'call-1', function: 'fn', containerId: 'c-1', timeMs: 1, value }, out, 1024);
+      return { rows, decoded: decodeLogRows(out.take()) };
+    };
+    for (const value of ['oabc\\|', 'oa\\b|', 'xabc|', 'oabc', 'o\tline|', '|', '', 'o\nx|', 'oĀ|', 'o\u0000|']) {
+      const { rows, decoded } = write(value);
+      expect(rows, JSON.stringify(value)).toBe(1);
+      expect(decoded, JSON.stringify(value)).toHaveLength(1);
+      expect(decoded[0].stream).toBe('stderr');
+      expect(decoded[0].line).toBe(`malformed Skiff-Log header: ${Buffer.from(value, 'latin1').toString('utf8')}`);
+    }
+    expect(write('oone\te\\\\two\\t|').decoded.map((row) => `${row.stream} ${row.line}`)).toEqual(['stdout one', 'stderr \\two\t']);
+    fc.assert(
+      fc.property(fc.oneof(fc.string({ unit: 'binary', maxLength: 60 }), fc.array(fc.constantFrom('o', 'e', '\t', '\\', 't', 'x', '|', 'é', '\n'), { maxLength: 20 }).map((chars) => chars.join(''))), (value) => {
+        const { rows, decoded } = write(value);
+        expect(decoded).toHaveLength(rows);
+        for (const row of decoded) expect(['stdout', 'stderr']).toContain(row.stream);
+      }),
+    );
+  });
+
   it('refuses an id prefix that could break a row, and a body that does not end its last row', () => {
     expect(() => new LogRowEncoder('a\tb')).toThrow(/id prefix/);
     expect(() => new LogRowEncoder('')).toThrow(/id prefix/);

@@ -121,7 +121,9 @@ describe('executor invoking functions in containers', () => {
   it('sends a call\'s lines ahead of its RESULT, so an executor killed after answering has lost none of them', async () => {
     await gateway.deploy(path.join(FIXTURES, 'logger'), 'logger-order', { limits: { memoryMB: 128, timeoutMs: 10_000, concurrency: 8 } });
     // Several calls at once: lines of neighbouring calls share batches, each still ahead of its own RESULT.
-    const results = await Promise.all(Array.from({ length: 24 }, (_, i) => gateway.invoke('logger-order', { query: `n=${1 + (i % 5)}` })));
+    // Every other call waits after printing: its lines take the log socket (the RESULT waits for its
+    // call-end frame); the others' ride in their response heads.
+    const results = await Promise.all(Array.from({ length: 24 }, (_, i) => gateway.invoke('logger-order', { query: `n=${1 + (i % 5)}${i % 2 === 1 ? '&waitMs=5' : ''}` })));
     for (const [i, result] of results.entries()) {
       expect(result.header.status).toBe(200);
       // n stdout lines and one stderr line.

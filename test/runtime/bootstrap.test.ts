@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { Client } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CallEnds, LogSocket } from '../../executor/log-capture.ts';
-import { eachLine, type CapturedLine } from '../executor/captured-lines.ts';
+import { carriedLines, eachLine, type CapturedLine } from '../executor/captured-lines.ts';
 import { BOOTSTRAP_SOURCE, LISTENER_FILE } from '../../executor/runtime/index.ts';
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/functions/', import.meta.url));
@@ -319,20 +319,29 @@ describe('the bootstrap sending output over the executor log socket', () => {
     for (const socket of sockets) socket.close();
   });
 
-  /** Starts the bootstrap with a LogSocket listening in its iofs directory, as the executor does. */
-  async function withLogSocket(handler: string, env: Record<string, string> = {}): Promise<{ b: Bootstrapped; lines: CapturedLine[] }> {
+  /**
+   * Starts the bootstrap with a LogSocket listening in its iofs directory, as the executor does.
+   * `lines`: what the socket read, and what each response made with `callLogged` carried in its
+   * head (Skiff-Log), as the executor reads both.
+   */
+  async function withLogSocket(handler: string, env: Record<string, string> = {}): Promise<{ b: Bootstrapped; lines: CapturedLine[]; callLogged: typeof call }> {
     const lines: CapturedLine[] = [];
     const b = await runBootstrap(handler, env, true, async (dir) => {
       sockets.push(await LogSocket.open(dir, 64, (captured) => lines.push(...eachLine(captured))));
     });
-    return { b, lines };
+    const callLogged: typeof call = async (target, url, options) => {
+      const res = await call(target, url, options);
+      lines.push(...carriedLines(res.headers['skiff-log'], 'call-42', 64));
+      return res;
+    };
+    return { b, lines, callLogged };
   }
 
   const simple = (lines: CapturedLine[]) => lines.map(({ stream, line, truncated, callId }) => ({ stream, line, truncated, callId }));
 
   it('tags every line a call prints with its call id and prints nothing to stdout or stderr', async () => {
-    const { b, lines } = await withLogSocket(path.join(FIXTURES, 'logger', 'index.mjs'));
-    const res = await call(b, '/function/logger?n=2');
+    const { b, lines, callLogged } = await withLogSocket(path.join(FIXTURES, 'logger', 'index.mjs'));
+    const res = await callLogged(b, '/function/logger?n=2');
     expect(res.body.toString()).toBe('ok');
     await until('the logger lines', async () => lines.length === 3);
     expect(simple(lines)).toEqual([
@@ -373,13 +382,12 @@ describe('the bootstrap sending output over the executor log socket', () => {
     expect(b.output).toEqual({ stdout: '', stderr: '' });
   });
 
-  it('marks the response of a call that printed (Skiff-Log-End) and sends its call-end frame after its lines, for a handler and an fdk program; a silent call is neither', async () => {
-    for (const [handler, url, printed] of [
-      [path.join(FIXTURES, 'logger', 'index.mjs'), '/function/logger?n=2', 3],
-      [fileURLToPath(new URL('../../examples/fdk-echo/func.js', import.meta.url)), '/function/fdk-echo', 1],
-      [path.join(FIXTURES, 'shapes', 'index.mjs'), '/function/shapes/string', 0],
+  it('carries the lines of a call that prints before answering in its response head, for a handler and an fdk program: nothing on the socket, no call-end frame; a silent call carries none', async () => {
+    for (const [handler, url, expected] of [
+      [path.join(FIXTURES, 'logger', 'index.mjs'), '/function/logger?n=2', ['stdout logger stdout 1/2 call=call-42', 'stdout logger stdout 2/2 call=call-42', 'stderr logger stderr call=call-42']],
+      [fileURLToPath(new URL('../../examples/fdk-echo/func.js', import.meta.url)), '/function/fdk-echo', ['stdout fdk-echo 0 bytes']],
+      [path.join(FIXTURES, 'shapes', 'index.mjs'), '/function/shapes/string', []],
     ] as const) {
-      // What the log socket read, in order: lines, and `end <call id>` for call-end frames.
       const read: string[] = [];
       class RecordingCallEnds extends CallEnds {
         override ended(callId: string): void {
@@ -387,29 +395,95 @@ describe('the bootstrap sending output over the executor log socket', () => {
           super.ended(callId);
         }
       }
-      const callEnds = new RecordingCallEnds();
       const b = await runBootstrap(handler, {}, true, async (dir) => {
-        sockets.push(await LogSocket.open(dir, 64, (captured) => read.push(...eachLine(captured).map((l) => `line ${l.callId}`)), callEnds));
+        sockets.push(await LogSocket.open(dir, 64, (captured) => read.push(...eachLine(captured).map((l) => `line ${l.callId}`)), new RecordingCallEnds()));
       });
-      const first = await call(b, url);
-      const second = await call(b, url);
-      expect(first.statusCode).toBe(200);
-      if (printed === 0) {
-        expect(first.headers).not.toHaveProperty('skiff-log-end');
-        expect(read).toEqual([]);
-        continue;
+      for (let i = 0; i < 2; i++) {
+        const res = await call(b, url);
+        expect(res.statusCode).toBe(200);
+        expect(res.headers).not.toHaveProperty('skiff-log-end');
+        if (expected.length === 0) expect(res.headers).not.toHaveProperty('skiff-log');
+        expect(carriedLines(res.headers['skiff-log'], 'call-42', 64).map((l) => `${l.stream} ${l.line}`)).toEqual(expected);
       }
-      expect(first.headers['skiff-log-end']).toBe('1');
-      expect(second.headers['skiff-log-end']).toBe('1');
-      await until('both calls\' call-end frames', async () => read.filter((r) => r.startsWith('end')).length === 2);
-      const oneCall = [...Array.from({ length: printed }, () => 'line call-42'), 'end call-42'];
-      expect(read).toEqual([...oneCall, ...oneCall]);
-      // The RESULT of each would not wait: its frame was in.
-      expect(callEnds.wait('call-42', 10_000)).toBeUndefined();
+      // A line printed outside any call would still take the socket: the socket is live, and read nothing.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(read).toEqual([]);
+      expect(b.output).toEqual({ stdout: '', stderr: '' });
     }
   });
 
-  it('marks every way a program writes its response head, once, keeping its own headers', async () => {
+  it('sends the lines of a call still running when its turn ends over the socket, in order, marks its response (Skiff-Log-End) and sends its call-end frame after them', async () => {
+    const handler = await scratchModule(
+      'later',
+      'index.mjs',
+      [
+        'export default async function later(request, context) {',
+        '  console.log(`before the wait ${context.callId}`);',
+        '  await new Promise((resolve) => setTimeout(resolve, 5));',
+        '  console.log(`after the wait ${context.callId}`);',
+        "  return 'ok';",
+        '}',
+        '',
+      ].join('\n'),
+    );
+    const read: string[] = [];
+    class RecordingCallEnds extends CallEnds {
+      override ended(callId: string): void {
+        read.push(`end ${callId}`);
+        super.ended(callId);
+      }
+    }
+    const callEnds = new RecordingCallEnds();
+    const b = await runBootstrap(handler, {}, true, async (dir) => {
+      sockets.push(await LogSocket.open(dir, 64, (captured) => read.push(...eachLine(captured).map((l) => `${l.callId} ${l.line}`)), callEnds));
+    });
+    for (let i = 0; i < 2; i++) {
+      const res = await call(b, '/function/later');
+      expect(res.headers['skiff-log-end']).toBe('1');
+      expect(res.headers).not.toHaveProperty('skiff-log');
+    }
+    await until('both calls\' call-end frames', async () => read.filter((r) => r.startsWith('end')).length === 2);
+    const oneCall = ['call-42 before the wait call-42', 'call-42 after the wait call-42', 'end call-42'];
+    expect(read).toEqual([...oneCall, ...oneCall]);
+    // The RESULT of each would not wait: its frame was in.
+    expect(callEnds.wait('call-42', 10_000)).toBeUndefined();
+  });
+
+  it('carries lines with tabs, backslashes, non-ASCII text and newlines exactly; a line with a control character, a write that is not whole lines, and lines past the head\'s budget send the call\'s lines over the socket, in order', async () => {
+    const handler = await scratchModule(
+      'tricky',
+      'index.mjs',
+      [
+        'export default async function tricky(request) {',
+        "  const kind = new URL(request.url, 'http://x').searchParams.get('kind');",
+        "  console.log('plain');",
+        "  if (kind === 'text') { console.log('tab\\there, back\\\\slash, ünïcödé ☃ 😀, trailing  '); console.error('two\\nlines'); }",
+        "  if (kind === 'control') console.log('bell\\u0007');",
+        "  if (kind === 'partial') process.stdout.write('no newline');",
+        "  if (kind === 'budget') for (let i = 0; i < 200; i++) console.log(`line ${i} `.padEnd(60, '.'));",
+        "  return 'ok';",
+        '}',
+        '',
+      ].join('\n'),
+    );
+    const { b, lines, callLogged } = await withLogSocket(handler);
+    const res = await callLogged(b, '/function/tricky?kind=text');
+    expect(res.headers['skiff-log']).toBeDefined();
+    expect(lines.map((l) => `${l.stream} ${l.line}`)).toEqual(['stdout plain', 'stdout tab\there, back\\slash, ünïcödé ☃ 😀, trailing  ', 'stderr two', 'stderr lines']);
+    for (const [kind, expected] of [
+      ['control', ['plain', 'bell\u0007']],
+      ['partial', ['plain', 'no newline']],
+      ['budget', ['plain', ...Array.from({ length: 200 }, (_, i) => `line ${i} `.padEnd(60, '.'))]],
+    ] as const) {
+      lines.length = 0;
+      const res = await callLogged(b, `/function/tricky?kind=${kind}`);
+      expect(res.headers, kind).not.toHaveProperty('skiff-log');
+      await until(`the ${kind} call's lines`, async () => lines.length === expected.length);
+      expect(lines.map((l) => l.line), kind).toEqual(expected);
+    }
+  });
+
+  it('carries a call\'s lines in every way a program writes its response head, once, keeping its own headers', async () => {
     const program = await scratchModule(
       'heads',
       'index.mjs',
@@ -437,20 +511,20 @@ describe('the bootstrap sending output over the executor log socket', () => {
         '',
       ].join('\n'),
     );
-    const { b, lines } = await withLogSocket(program);
+    const { b, lines, callLogged } = await withLogSocket(program);
     for (const form of ['object', 'reason', 'flat', 'pairs', 'set', 'implicit', 'silent']) {
-      const res = await call(b, `/function/heads/${form}`);
+      const res = await callLogged(b, `/function/heads/${form}`);
       expect(res.statusCode, form).toBe(200);
       expect(res.headers['x-form'], form).toBe(form);
-      expect(res.headers['skiff-log-end'], form).toBe(form === 'silent' ? undefined : '1');
+      expect(res.headers['skiff-log'] === undefined, form).toBe(form === 'silent');
     }
     await until('the programs\' lines', async () => lines.length === 6);
     expect(lines.map((l) => `${l.callId} ${l.line}`)).toEqual(['object', 'reason', 'flat', 'pairs', 'set', 'implicit'].map((form) => `call-42 head ${form}`));
   });
 
   it('tags the lines of an unchanged @fnproject/fdk program with the call id', async () => {
-    const { b, lines } = await withLogSocket(fileURLToPath(new URL('../../examples/fdk-echo/func.js', import.meta.url)));
-    const res = await call(b, '/function/fdk-echo', { body: 'seven b' });
+    const { b, lines, callLogged } = await withLogSocket(fileURLToPath(new URL('../../examples/fdk-echo/func.js', import.meta.url)));
+    const res = await callLogged(b, '/function/fdk-echo', { body: 'seven b' });
     expect(res.body.toString()).toBe('seven b');
     await until('the fdk-echo line', async () => lines.length > 0);
     expect(simple(lines)).toEqual([{ stream: 'stdout', line: 'fdk-echo 7 bytes', truncated: false, callId: 'call-42' }]);
@@ -468,8 +542,8 @@ describe('the bootstrap sending output over the executor log socket', () => {
   });
 
   it('goes back to stdout when the log socket closes', async () => {
-    const { b, lines } = await withLogSocket(path.join(FIXTURES, 'logger', 'index.mjs'));
-    await call(b, '/function/logger?n=1');
+    const { b, lines, callLogged } = await withLogSocket(path.join(FIXTURES, 'logger', 'index.mjs'));
+    await callLogged(b, '/function/logger?n=1');
     await until('the first call\'s lines', async () => lines.length === 2);
     // The executor ends the connection (a container being removed); the bootstrap sees it soon.
     sockets.at(-1)!.close();
@@ -478,7 +552,7 @@ describe('the bootstrap sending output over the executor log socket', () => {
       return b.output.stdout.includes('logger stdout 1/1 call=call-42');
     });
     const before = { socket: lines.length, stdout: b.output.stdout.length };
-    await call(b, '/function/logger?n=1');
+    await callLogged(b, '/function/logger?n=1');
     await until('the next call on stdout', async () => b.output.stdout.length > before.stdout);
     expect(b.output.stdout.slice(before.stdout)).toBe('logger stdout 1/1 call=call-42\n');
     expect(lines.length).toBe(before.socket);

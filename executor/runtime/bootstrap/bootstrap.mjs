@@ -89,6 +89,12 @@ function pickHandler(mod) {
 // reads and parses one frame per call rather than one per line. Frame (executor/log-capture.ts
 // reads it): u32 LE length of what follows, u8 kind (1 stdout, 2 stderr, 3 call ended: the
 // executor ends that call's partial lines), u8 call id length, the call id (latin1), the bytes.
+// A call's whole lines written before its response head (console.log and the like in a handler
+// that answers in the same turn, the usual case) do not take the socket at all: they go in the
+// response head (LOG_LINES_HEADER), so the executor has them with the response, exactly
+// attributed, with no socket write or read, and nothing to wait for. A call that is still running
+// when the turn ends (it awaits I/O) sends what it carried over the socket then, as below, so the
+// lines of a call that hangs or times out are not held back.
 // A write belongs to the call whose http-stream request it runs under (an AsyncLocalStorage
 // entered at `http.server.request.start`, so our server and the fdk's alike) until that call's
 // response is over; anything else (module load, timers firing after the response) goes with an
@@ -109,6 +115,24 @@ const LOG_FRAME_STDERR = 2;
 const LOG_FRAME_CALL_END = 3;
 /** Response header of a call that printed over the log socket (executor/container-client.ts LOG_END_HEADER). */
 const LOG_END_HEADER = 'Skiff-Log-End';
+/**
+ * Response header that carries a call's lines with its response (executor/container-client.ts
+ * LOG_LINES_HEADER): each line a stream letter ('o' stdout, 'e' stderr) and its text as a
+ * TabSeparated field (tab and backslash escaped) in UTF-8 bytes (a latin1 string here: header
+ * values are bytes), lines joined by tabs, the whole ended by LOG_LINES_END (a parser would trim
+ * trailing spaces of the last line).
+ */
+const LOG_LINES_HEADER = 'Skiff-Log';
+const LOG_LINES_END = '|';
+/**
+ * Bytes of lines a call's response head carries at most (executor/container-client.ts sizes its
+ * parser's header limit for it); past it the call's lines take the log socket.
+ */
+const LOG_LINES_HEADER_MAX_BYTES = 8 * 1024;
+/** Characters a header cannot carry (controls other than tab; newlines split lines): a line holding one takes the log socket. */
+const HEADER_UNSAFE = /[\x00-\x08\x0b-\x1f\x7f]/;
+const TSV_SPECIAL = /[\t\\]/g;
+const NON_ASCII = /[^\x00-\x7f]/;
 const NEWLINE = 0x0a;
 const LOG_MAX_CALL_ID_BYTES = 255;
 /** Bytes gathered or unsent on the log socket beyond which writes take the attach path instead. */
@@ -191,9 +215,73 @@ function captureOutput(socketFile) {
       queueMicrotask(flushQueuedRun);
     }
   };
+  // Calls carrying lines for their response head (see LOG_LINES_HEADER). A call still running when
+  // the turn ends gives them to the socket (spill), so they leave as promptly as gathered lines.
+  const carrying = new Set();
+  let spillQueued = false;
+  const spill = (call) => {
+    carrying.delete(call);
+    const { carried } = call;
+    if (carried === undefined) return;
+    call.carried = undefined;
+    call.carriedBytes = 0;
+    for (let i = 0; i < carried.length; i += 2) {
+      const text = carried[i + 1];
+      gather(carried[i], call.callId, text, Buffer.byteLength(text));
+    }
+    call.wrote = true;
+  };
+  const spillAll = () => {
+    spillQueued = false;
+    for (const call of carrying) spill(call);
+  };
+  /**
+   * Carries `text` (whole lines written in the call) for the call's response head; false (nothing
+   * carried) when it cannot go there: the head is out, a line holds a control character, or the
+   * call's lines would pass LOG_LINES_HEADER_MAX_BYTES.
+   */
+  const carry = (call, kind, text) => {
+    if (call.headSent || call.wrote || text.charCodeAt(text.length - 1) !== NEWLINE) return false;
+    let fields = text.slice(0, -1);
+    if (HEADER_UNSAFE.test(fields)) return false;
+    if (fields.indexOf('\t') !== -1 || fields.indexOf('\\') !== -1) fields = fields.replace(TSV_SPECIAL, (c) => (c === '\t' ? '\\t' : '\\\\'));
+    if (NON_ASCII.test(fields)) fields = Buffer.from(fields, 'utf8').toString('latin1');
+    const letter = kind === LOG_FRAME_STDOUT ? 'o' : 'e';
+    // A multi-line text (a string with newlines) is one line per newline, each with its letter.
+    const segment = fields.indexOf('\n') === -1 ? letter + fields : fields.split('\n').map((line) => letter + line).join('\t');
+    const bytes = call.carriedBytes + segment.length + 1;
+    if (bytes > LOG_LINES_HEADER_MAX_BYTES) return false;
+    call.carriedBytes = bytes;
+    if (call.carried === undefined) {
+      call.carried = [kind, text];
+      call.segments = segment;
+      carrying.add(call);
+      if (!spillQueued) {
+        spillQueued = true;
+        setImmediate(spillAll);
+      }
+    } else {
+      call.carried.push(kind, text);
+      call.segments += `\t${segment}`;
+    }
+    return true;
+  };
+  /** The call's carried lines as the LOG_LINES_HEADER value, taken (undefined: none). */
+  const takeCarried = (call) => {
+    if (call === undefined || call.carried === undefined) return undefined;
+    const value = call.segments + LOG_LINES_END;
+    carrying.delete(call);
+    call.carried = undefined;
+    call.segments = '';
+    call.carriedBytes = 0;
+    return value;
+  };
   // process.exit() in the middle of a run: what it wrote still leaves (a socket with room takes
-  // the write at once).
-  process.on('exit', flush);
+  // the write at once), what calls carried too.
+  process.on('exit', () => {
+    spillAll();
+    flush();
+  });
   // A call that printed over the socket says so in its response head (LOG_END_HEADER), and its
   // lines and a call-end frame leave before the response's last bytes: the executor sends the
   // call's RESULT only once it has read that frame, so the lines reach the gateway first.
@@ -203,25 +291,43 @@ function captureOutput(socketFile) {
   const { writeHead, end } = http.ServerResponse.prototype;
   http.ServerResponse.prototype.writeHead = function writeHeadMarked(statusCode, reason, headers) {
     const call = this[kCall];
-    if (!marks(this, call)) return writeHead.apply(this, arguments);
-    call.marked = true;
+    if (call === undefined) return writeHead.apply(this, arguments);
+    // One header at most: a call's lines are either carried or on the socket (carry() stops once
+    // one took the socket, spill() moves carried ones there).
+    let name;
+    let value;
+    if (!this.headersSent) {
+      value = takeCarried(call);
+      if (value !== undefined) name = LOG_LINES_HEADER;
+      else if (marks(this, call)) {
+        name = LOG_END_HEADER;
+        value = '1';
+        call.marked = true;
+      }
+    }
+    call.headSent = true;
+    if (name === undefined) return writeHead.apply(this, arguments);
     // Added to a copy of the headers given (the caller's stay as they were): setHeader here would
     // send Node's writeHead down its slower merging path.
     if (typeof reason !== 'string') {
       headers = reason;
       reason = undefined;
     }
-    if (headers === undefined || headers === null) this.setHeader(LOG_END_HEADER, '1');
-    else if (!Array.isArray(headers)) headers = { ...headers, [LOG_END_HEADER]: '1' };
-    else if (Array.isArray(headers[0])) headers = [...headers, [LOG_END_HEADER, '1']];
-    else headers = [...headers, LOG_END_HEADER, '1'];
+    if (headers === undefined || headers === null) this.setHeader(name, value);
+    else if (!Array.isArray(headers)) headers = { ...headers, [name]: value };
+    else if (Array.isArray(headers[0])) headers = [...headers, [name, value]];
+    else headers = [...headers, name, value];
     return reason === undefined ? writeHead.call(this, statusCode, headers) : writeHead.call(this, statusCode, reason, headers);
   };
   http.ServerResponse.prototype.end = function endAfterLines(...args) {
     const call = this[kCall];
     if (call !== undefined && !call.ended) {
-      // Headers not written yet: end() writes them (implicitly), so the mark goes in now.
-      if (marks(this, call)) {
+      // Headers not written yet: end() writes them (implicitly), so the lines or the mark go in now.
+      const carried = this.headersSent ? undefined : takeCarried(call);
+      if (carried !== undefined) {
+        this.setHeader(LOG_LINES_HEADER, carried);
+        call.headSent = true;
+      } else if (marks(this, call)) {
         this.setHeader(LOG_END_HEADER, '1');
         call.marked = true;
       }
@@ -250,6 +356,9 @@ function captureOutput(socketFile) {
     const call = callOutput.getStore();
     const inCall = call !== undefined && !call.ended;
     if (inCall && call.callId.length > LOG_MAX_CALL_ID_BYTES) return false;
+    if (inCall && typeof part === 'string' && call.partial === 0 && carry(call, kind, part)) return true;
+    // Whatever the call carried leaves first, so its lines stay in order.
+    if (inCall && call.carried !== undefined) spill(call);
     const partBytes = typeof part === 'string' ? Buffer.byteLength(part, 'utf8') : part.byteLength;
     if (inCall && partBytes > 0) {
       call.wrote = true;
@@ -281,10 +390,14 @@ function captureOutput(socketFile) {
       callOutput.enterWith(undefined);
       return;
     }
-    const call = { callId, ended: false, partial: 0, wrote: false, marked: false, endSent: false };
+    // wrote: some of its output took the socket; headSent: its response head is out (nothing more
+    // can be carried); carried: [kind, text, ...] carried for the head, as `segments` (carry()).
+    const call = { callId, ended: false, partial: 0, wrote: false, marked: false, endSent: false, headSent: false, carried: undefined, segments: '', carriedBytes: 0 };
     callOutput.enterWith(call);
     if (callId.length <= LOG_MAX_CALL_ID_BYTES) response[kCall] = call;
     response.once('close', () => {
+      // Closed before its head went out (the executor gave up on it): what it carried takes the socket.
+      if (call.carried !== undefined) spill(call);
       call.ended = true;
       // Only a call that left a line unended needs telling: the executor holds nothing else of it.
       if (call.partial !== 0 && !call.endSent && usable && callId.length <= LOG_MAX_CALL_ID_BYTES) gather(LOG_FRAME_CALL_END, callId, undefined, 0);
