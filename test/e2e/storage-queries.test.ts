@@ -12,6 +12,7 @@ import { parseInvocationQuery, parseWindow } from '../../gateway/query-routes.ts
 import { call, eventually, json, REPO_ROOT, startSkiff, type Backend, type SkiffUnderTest } from './harness.ts';
 
 const LOGGER = path.join(REPO_ROOT, 'test', 'fixtures', 'functions', 'logger');
+const TEXTS = path.join(REPO_ROOT, 'test', 'fixtures', 'functions', 'texts');
 const CALLS = 7;
 const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
 
@@ -124,6 +125,29 @@ describe.each<Backend>(['chdb', 'server'])('storage read routes with %s', (backe
       const reply = await call(`${skiff.url}/system/invocations?${query}`);
       expect(reply.status).toBe(400);
       expect(json<{ error: { code: string; message: string } }>(reply).error).toMatchObject({ code: 'BAD_REQUEST', message: expect.stringContaining(word) });
+    }
+  });
+
+  it('stores the lines a call printed exactly, whether they rode in its response head or took the log socket', async () => {
+    await deployDir(client, TEXTS, 'texts');
+    for (const query of ['', '?waitMs=5']) {
+      const id = `texts-${backend}-${query === '' ? 'head' : 'socket'}`;
+      expect((await call(`${skiff.url}/function/texts${query}`, { method: 'POST', body: 'x', headers: { 'x-call-id': id } })).status).toBe(200);
+      const found = await eventually(async () => {
+        const reply = await call(`${skiff.url}/system/invocations/${id}`);
+        const body = reply.status === 200 ? json<Record_ & { logs: Array<{ stream: string; line: string; truncated: boolean }> }>(reply) : undefined;
+        return body && body.logs.length === 7 ? body : undefined;
+      }, 20_000, `the lines of ${id}`);
+      expect(found.logs.map((l) => `${l.stream} ${l.line}`)).toEqual([
+        `stdout call ${id}`,
+        'stdout a\ttab and a back\\slash, \\t not a tab',
+        'stdout ünïcödé ☃ 😀',
+        'stderr two',
+        'stderr lines',
+        'stdout trailing spaces   ',
+        'stdout ',
+      ]);
+      expect(found.logs.every((l) => !l.truncated)).toBe(true);
     }
   });
 
