@@ -278,6 +278,8 @@ export class LogRowEncoder {
     const lead = this.#lead(l);
     const time = rowTime(l.timeMs);
     let rows = 0;
+    let leadStart = -1;
+    let leadEnd = -1;
     for (let at = 0; at < end; ) {
       let lineEnd = value.indexOf('\t', at);
       if (lineEnd === -1 || lineEnd > end) lineEnd = end;
@@ -293,9 +295,17 @@ export class LogRowEncoder {
       }
       const bytes = out.reserve(this.#lastLeadBytes + this.#idPrefix.length + MAX_ROW_OVERHEAD_BYTES + field.length);
       let w = out.length;
-      w += bytes.write(lead, w, 'utf8');
-      w = writeUint(bytes, w, time, 10);
-      bytes[w++] = TAB;
+      // The leading fields and time are the same for every row: written once, then copied.
+      if (leadStart === -1) {
+        leadStart = w;
+        w += bytes.write(lead, w, 'utf8');
+        w = writeUint(bytes, w, time, 10);
+        bytes[w++] = TAB;
+        leadEnd = w;
+      } else {
+        bytes.copyWithin(w, leadStart, leadEnd);
+        w += leadEnd - leadStart;
+      }
       const seq = ++this.#seq;
       w = writeUint(bytes, w, seq, 10);
       bytes[w++] = TAB;
