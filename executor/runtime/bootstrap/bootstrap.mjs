@@ -132,6 +132,8 @@ const LOG_LINES_HEADER_MAX_BYTES = 8 * 1024;
 /** Characters a header cannot carry (controls other than tab; newlines split lines): a line holding one takes the log socket. */
 const HEADER_UNSAFE = /[\x00-\x08\x0b-\x1f\x7f]/;
 const TSV_SPECIAL = /[\t\\]/g;
+/** A line carried as it is: printable ASCII but the backslash (no escape, no newline, one byte per character). */
+const PLAIN_LINE = /^[\x20-\x5b\x5d-\x7e]*$/;
 const NON_ASCII = /[^\x00-\x7f]/;
 const NEWLINE = 0x0a;
 const LOG_MAX_CALL_ID_BYTES = 255;
@@ -243,12 +245,16 @@ function captureOutput(socketFile) {
   const carry = (call, kind, text) => {
     if (call.headSent || call.wrote || text.charCodeAt(text.length - 1) !== NEWLINE) return false;
     let fields = text.slice(0, -1);
-    if (HEADER_UNSAFE.test(fields)) return false;
-    if (fields.indexOf('\t') !== -1 || fields.indexOf('\\') !== -1) fields = fields.replace(TSV_SPECIAL, (c) => (c === '\t' ? '\\t' : '\\\\'));
-    if (NON_ASCII.test(fields)) fields = Buffer.from(fields, 'utf8').toString('latin1');
     const letter = kind === LOG_FRAME_STDOUT ? 'o' : 'e';
-    // A multi-line text (a string with newlines) is one line per newline, each with its letter.
-    const segment = fields.indexOf('\n') === -1 ? letter + fields : fields.split('\n').map((line) => letter + line).join('\t');
+    let segment;
+    if (PLAIN_LINE.test(fields)) segment = letter + fields; // the usual line: one check, nothing to escape
+    else {
+      if (HEADER_UNSAFE.test(fields)) return false;
+      if (fields.indexOf('\t') !== -1 || fields.indexOf('\\') !== -1) fields = fields.replace(TSV_SPECIAL, (c) => (c === '\t' ? '\\t' : '\\\\'));
+      if (NON_ASCII.test(fields)) fields = Buffer.from(fields, 'utf8').toString('latin1');
+      // A multi-line text (a string with newlines) is one line per newline, each with its letter.
+      segment = fields.indexOf('\n') === -1 ? letter + fields : fields.split('\n').map((line) => letter + line).join('\t');
+    }
     const bytes = call.carriedBytes + segment.length + 1;
     if (bytes > LOG_LINES_HEADER_MAX_BYTES) return false;
     call.carriedBytes = bytes;
