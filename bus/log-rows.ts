@@ -157,6 +157,12 @@ function writeAscii(bytes: Uint8Array, at: number, text: string): number {
   return at + text.length;
 }
 
+/** Where in the body a frame's first row wrote its leading fields and time (-1: not yet), for its other rows to copy. */
+interface LeadSpan {
+  start: number;
+  end: number;
+}
+
 /** Writes log lines as LOGS body rows; one per executor, so `line_id`s never repeat. */
 export class LogRowEncoder {
   readonly #idPrefix: string;
@@ -207,8 +213,7 @@ export class LogRowEncoder {
     const lead = this.#lead(l);
     const time = rowTime(l.timeMs);
     let rows = 0;
-    let leadStart = -1;
-    let leadEnd = -1;
+    const span: LeadSpan = { start: -1, end: -1 };
     for (let at = l.start; at < l.end; ) {
       let lineEnd = src.indexOf(NEWLINE, at);
       if (lineEnd === -1 || lineEnd >= l.end) lineEnd = l.end; // the caller promised a newline: end there anyway
@@ -217,25 +222,7 @@ export class LogRowEncoder {
       // Each byte of the line at most doubles (escaped); the lead is copied or written once.
       const bytes = out.reserve(this.#lastLeadBytes + this.#idPrefix.length + MAX_ROW_OVERHEAD_BYTES + 2 * (lineEnd - at));
       let w = out.length;
-      if (leadStart === -1) {
-        leadStart = w;
-        w += bytes.write(lead, w, 'utf8');
-        w = writeUint(bytes, w, time, 10);
-        bytes[w++] = TAB;
-        leadEnd = w;
-      } else {
-        bytes.copyWithin(w, leadStart, leadEnd);
-        w += leadEnd - leadStart;
-      }
-      const seq = ++this.#seq;
-      w = writeUint(bytes, w, seq, 10);
-      bytes[w++] = TAB;
-      w = writeAscii(bytes, w, this.#idPrefix);
-      bytes[w++] = 0x2d; // '-'
-      w = writeUint(bytes, w, seq, 36);
-      bytes[w++] = TAB;
-      w = writeAscii(bytes, w, l.stream);
-      bytes[w++] = TAB;
+      w = this.#writeRowStart(bytes, w, lead, time, l.stream, span);
       for (let i = at; i < lineEnd; i++) {
         const b = src[i];
         if (b === TAB) {
@@ -278,8 +265,7 @@ export class LogRowEncoder {
     const lead = this.#lead(l);
     const time = rowTime(l.timeMs);
     let rows = 0;
-    let leadStart = -1;
-    let leadEnd = -1;
+    const span: LeadSpan = { start: -1, end: -1 };
     for (let at = 0; at < end; ) {
       let lineEnd = value.indexOf('\t', at);
       if (lineEnd === -1 || lineEnd > end) lineEnd = end;
@@ -295,26 +281,7 @@ export class LogRowEncoder {
       }
       const bytes = out.reserve(this.#lastLeadBytes + this.#idPrefix.length + MAX_ROW_OVERHEAD_BYTES + field.length);
       let w = out.length;
-      // The leading fields and time are the same for every row: written once, then copied.
-      if (leadStart === -1) {
-        leadStart = w;
-        w += bytes.write(lead, w, 'utf8');
-        w = writeUint(bytes, w, time, 10);
-        bytes[w++] = TAB;
-        leadEnd = w;
-      } else {
-        bytes.copyWithin(w, leadStart, leadEnd);
-        w += leadEnd - leadStart;
-      }
-      const seq = ++this.#seq;
-      w = writeUint(bytes, w, seq, 10);
-      bytes[w++] = TAB;
-      w = writeAscii(bytes, w, this.#idPrefix);
-      bytes[w++] = 0x2d; // '-'
-      w = writeUint(bytes, w, seq, 36);
-      bytes[w++] = TAB;
-      w = writeAscii(bytes, w, stream);
-      bytes[w++] = TAB;
+      w = this.#writeRowStart(bytes, w, lead, time, stream, span);
       w += bytes.write(field, w, 'latin1');
       bytes[w++] = TAB;
       bytes[w++] = DIGIT_0; // not truncated
@@ -322,6 +289,33 @@ export class LogRowEncoder {
       out.advance(w - out.length);
     }
     return rows;
+  }
+
+  /**
+   * A row's fields before its line, at bytes[w]: the leading fields and time (written for a frame's
+   * first row, then copied from where `span` says it went), seq, line id and stream. Returns where the line goes.
+   */
+  #writeRowStart(bytes: Buffer, w: number, lead: string, time: number, stream: LogStream, span: LeadSpan): number {
+    if (span.start === -1) {
+      span.start = w;
+      w += bytes.write(lead, w, 'utf8');
+      w = writeUint(bytes, w, time, 10);
+      bytes[w++] = TAB;
+      span.end = w;
+    } else {
+      bytes.copyWithin(w, span.start, span.end);
+      w += span.end - span.start;
+    }
+    const seq = ++this.#seq;
+    w = writeUint(bytes, w, seq, 10);
+    bytes[w++] = TAB;
+    w = writeAscii(bytes, w, this.#idPrefix);
+    bytes[w++] = 0x2d; // '-'
+    w = writeUint(bytes, w, seq, 36);
+    bytes[w++] = TAB;
+    w = writeAscii(bytes, w, stream);
+    bytes[w++] = TAB;
+    return w;
   }
 
   /** The escaped invocation, function and container fields with their tabs: consecutive lines of one call share them. */
