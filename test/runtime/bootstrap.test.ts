@@ -337,6 +337,16 @@ describe('the bootstrap sending output over the executor log socket', () => {
     return { b, lines, callLogged };
   }
 
+  /** CallEnds that also records each call-end frame read, as `end <call id>`, into `read`. */
+  function recordingCallEnds(read: string[]): CallEnds {
+    return new (class extends CallEnds {
+      override ended(callId: string): void {
+        read.push(`end ${callId}`);
+        super.ended(callId);
+      }
+    })();
+  }
+
   const simple = (lines: CapturedLine[]) => lines.map(({ stream, line, truncated, callId }) => ({ stream, line, truncated, callId }));
 
   it('tags every line a call prints with its call id and prints nothing to stdout or stderr', async () => {
@@ -389,14 +399,8 @@ describe('the bootstrap sending output over the executor log socket', () => {
       [path.join(FIXTURES, 'shapes', 'index.mjs'), '/function/shapes/string', []],
     ] as const) {
       const read: string[] = [];
-      class RecordingCallEnds extends CallEnds {
-        override ended(callId: string): void {
-          read.push(`end ${callId}`);
-          super.ended(callId);
-        }
-      }
       const b = await runBootstrap(handler, {}, true, async (dir) => {
-        sockets.push(await LogSocket.open(dir, 64, (captured) => read.push(...eachLine(captured).map((l) => `line ${l.callId}`)), new RecordingCallEnds()));
+        sockets.push(await LogSocket.open(dir, 64, (captured) => read.push(...eachLine(captured).map((l) => `line ${l.callId}`)), recordingCallEnds(read)));
       });
       for (let i = 0; i < 2; i++) {
         const res = await call(b, url);
@@ -427,13 +431,7 @@ describe('the bootstrap sending output over the executor log socket', () => {
       ].join('\n'),
     );
     const read: string[] = [];
-    class RecordingCallEnds extends CallEnds {
-      override ended(callId: string): void {
-        read.push(`end ${callId}`);
-        super.ended(callId);
-      }
-    }
-    const callEnds = new RecordingCallEnds();
+    const callEnds = recordingCallEnds(read);
     const b = await runBootstrap(handler, {}, true, async (dir) => {
       sockets.push(await LogSocket.open(dir, 64, (captured) => read.push(...eachLine(captured).map((l) => `${l.callId} ${l.line}`)), callEnds));
     });
