@@ -5,6 +5,7 @@
  * passes. First in, first out. Also the node-wide bound on calls at once (CallAdmission).
  */
 import { SkiffError } from '../errors.ts';
+import type { AbortHook } from './abortable.ts';
 
 /** A queued call: `grant` hands it what it waited for, `fail` ends its wait. */
 interface Waiter<T> {
@@ -34,7 +35,7 @@ export class CallQueues<T> {
    * Waits until `grant` is given through `serve`, or `signal` aborts (its reason is thrown).
    * Throws FUNCTION_QUEUE_FULL at once when `key` already has the maximum waiting.
    */
-  wait(key: string, signal: AbortSignal): Promise<T> {
+  wait(key: string, signal: AbortHook): Promise<T> {
     if (signal.aborted) return Promise.reject(signal.reason);
     const queue = this.#queues.get(key) ?? [];
     if (queue.length >= this.#maxPerKey) {
@@ -119,7 +120,7 @@ export class CallAdmission {
   }
 
   /** Resolves once the call has a place; rejects with `signal`'s reason if it aborts first. */
-  async wait(signal: AbortSignal): Promise<void> {
+  async wait(signal: AbortHook): Promise<void> {
     await this.#waiting.wait('', signal);
   }
 

@@ -7,6 +7,7 @@
 import { Client, type Dispatcher } from 'undici';
 import type { InvokeHeader } from '../bus/index.ts';
 import { SkiffError } from '../errors.ts';
+import type { AbortHook } from './abortable.ts';
 import { fromFnResponseHeaders, toFnRequestHeaders } from './fn-headers.ts';
 
 /** A warm connection stays open this long between calls (the bootstrap never closes it). */
@@ -18,7 +19,7 @@ export interface ContainerCall {
   functionName: string;
   body: Buffer;
   /** Aborted at the deadline or when the container goes away; its reason is the error thrown. */
-  signal: AbortSignal;
+  signal: AbortHook;
   maxResponseBytes: number;
 }
 
@@ -56,7 +57,7 @@ const CRASH_CODES = new Set(['UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_DESTRO
 const BAD_RESPONSE_CODES = new Set(['UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'UND_ERR_HEADERS_OVERFLOW', 'UND_ERR_INFO']);
 
 /** Maps a failed call to its Skiff error: our own abort reason first, then undici's error. */
-export function classifyCallError(err: unknown, signal: AbortSignal): SkiffError {
+export function classifyCallError(err: unknown, signal: AbortHook): SkiffError {
   if (signal.aborted && signal.reason instanceof SkiffError) return signal.reason;
   if (err instanceof SkiffError) return err;
   const code = (err as { code?: unknown } | null)?.code;

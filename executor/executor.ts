@@ -12,7 +12,7 @@ import { BusDealer, MessageType, type BusMessage, type CreditHeader, type Invoke
 import type { SkiffConfig } from '../config.ts';
 import { SkiffError, toSkiffError } from '../errors.ts';
 import { RuntimeMonitor, type RuntimeStats } from '../runtime-stats.ts';
-import { linkSignals, raceAbort } from './abortable.ts';
+import { CallAbort, linkSignals, raceAbort } from './abortable.ts';
 import type { ContainerResponse } from './container-client.ts';
 import { BundleFetcher, type BundleGateway } from './bundle-fetcher.ts';
 import { BundleStore } from './bundles.ts';
@@ -287,7 +287,7 @@ export class Executor {
 
   async #invoke(route: TelemetryRoute, invoke: InvokeHeader, body: Buffer, receivedAt: number, gatewayEndpoint: string): Promise<InvocationOutcome> {
     const header: ResultHeader = { id: invoke.id, status: 0, headers: {}, errorCode: '', errorMessage: '', start: '', containerId: '', initUs: 0, runUs: 0, queueUs: 0 };
-    const deadline = new AbortController();
+    const deadline = new CallAbort();
     let timer: NodeJS.Timeout | undefined;
     let container: FunctionContainer | undefined;
     let runAt = 0;
@@ -299,9 +299,9 @@ export class Executor {
       timer = setTimeout(() => deadline.abort(timeoutError(invoke)), Math.min(remainingMs, MAX_TIMER_MS));
       // A missing bundle comes from the gateway that sent the call first: it knows the function.
       const fetchBundle = (codeHash: string) => this.#bundleFetcher.fetch(codeHash, gatewayEndpoint);
-      const deployed = await raceAbort(this.#registry.resolve(invoke.fn.name, invoke.fn.version, fetchBundle), deadline.signal);
+      const deployed = await raceAbort(this.#registry.resolve(invoke.fn.name, invoke.fn.version, fetchBundle), deadline);
       if (!deployed) throw new SkiffError('FUNCTION_NOT_FOUND', `${invoke.fn.name}@${invoke.fn.version} is not deployed on executor ${this.nodeId}`);
-      const lease = await this.#pool.acquire(deployed, { id: invoke.id, route }, deadline.signal);
+      const lease = await this.#pool.acquire(deployed, { id: invoke.id, route }, deadline);
       container = lease.container;
       runAt = performance.now();
       header.start = lease.start;
@@ -311,7 +311,7 @@ export class Executor {
       header.queueUs = Math.max(0, usBetween(receivedAt, runAt) - lease.initUs);
       const client = container.client;
       if (!client) throw new SkiffError('INTERNAL_ERROR', 'a ready container has no client');
-      const linked = linkSignals(deadline.signal, container.signal);
+      const linked = linkSignals(deadline, container.signal);
       let response: ContainerResponse;
       try {
         response = await client.call({

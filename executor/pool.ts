@@ -12,7 +12,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { SkiffError } from '../errors.ts';
-import { raceAbort } from './abortable.ts';
+import { raceAbort, type AbortHook } from './abortable.ts';
 import { CallAdmission, CallQueues } from './call-queue.ts';
 import type { StemCellShape } from './container-spec.ts';
 import { ContainerState, FunctionContainer, type InvocationRef, type Lease, type RemovalReason } from './container.ts';
@@ -319,7 +319,7 @@ export class WarmPool {
    * start) at most until `signal` aborts (its reason is thrown). Throws FUNCTION_QUEUE_FULL when
    * the function's queue is full. The caller must `release` the container after the call.
    */
-  async acquire(deployed: DeployedFunction, invocation: InvocationRef, signal: AbortSignal): Promise<Lease> {
+  async acquire(deployed: DeployedFunction, invocation: InvocationRef, signal: AbortHook): Promise<Lease> {
     if (signal.aborted) throw signal.reason;
     if (!this.#admission.tryEnter()) await this.#admission.wait(signal);
     let claim: Claim | undefined;
