@@ -181,6 +181,27 @@ describe('the bootstrap serving a style (a) function', () => {
     expect(res.body.toString('utf8')).toBe('aborted');
   });
 
+  it('a context.signal first read after the deadline is already aborted, with why', async () => {
+    const res = await call(b, '/function/shapes/abort-late?waitMs=120', { deadline: new Date(Date.now() + 40) });
+    expect(res.body.toString('utf8')).toBe('true: deadline exceeded');
+    const inTime = await call(b, '/function/shapes/abort-late?waitMs=0', { deadline: new Date(Date.now() + 30_000) });
+    expect(inTime.body.toString('utf8')).toBe('false: undefined');
+  });
+
+  it.each(['early', 'late'])('aborts context.signal read %s when the executor drops the call', async (read) => {
+    const dropped = new AbortController();
+    const pending = b.client.request({
+      path: '/call',
+      method: 'POST',
+      headers: { 'Fn-Call-Id': `drop-${read}`, 'Fn-Deadline': new Date(Date.now() + 30_000).toISOString(), 'Fn-Http-Method': 'POST', 'Fn-Http-Request-Url': `/function/shapes/abort-dropped?waitMs=300&read=${read}` },
+      body: '',
+      signal: dropped.signal,
+    });
+    setTimeout(() => dropped.abort(), 100);
+    await expect(pending).rejects.toThrow();
+    await until(`the ${read} signal's report on stderr`, async () => b.output.stderr.includes(`signal read ${read}: true true call connection closed`));
+  });
+
   it('exits 0 on SIGTERM', async () => {
     const other = await runBootstrap(path.join(FIXTURES, 'shapes', 'index.mjs'));
     other.child.kill('SIGTERM');

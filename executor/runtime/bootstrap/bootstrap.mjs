@@ -526,27 +526,48 @@ function buildRequest(req, body) {
   };
 }
 
+/**
+ * The call's context. `signal` is made when the function first reads it: on Node 20 every
+ * AbortSignal costs ~1.5 µs and outlives two young-generation collections (so it brings
+ * mark-compacts), and most functions never look. Read late, it is already aborted if the deadline
+ * passed or the executor dropped the call.
+ */
 function buildContext(req, res) {
   const parsed = Date.parse(req.headers['fn-deadline'] || '');
   const deadline = new Date(Number.isFinite(parsed) ? parsed : NO_DEADLINE);
-  const controller = new AbortController();
-  let timer;
-  if (Number.isFinite(parsed)) {
-    const delay = Math.max(0, Math.min(parsed - Date.now(), 2_147_483_647));
-    timer = setTimeout(() => controller.abort(new Error('deadline exceeded')), delay);
-    timer.unref();
-  }
-  const onClose = () => {
-    clearTimeout(timer);
-    if (!res.writableFinished) controller.abort(new Error('call connection closed'));
+  let controller;
+  const signalOf = () => {
+    if (controller !== undefined) return controller.signal;
+    controller = new AbortController();
+    const dropped = () => res.closed && !res.writableFinished;
+    if (dropped()) {
+      controller.abort(new Error('call connection closed'));
+      return controller.signal;
+    }
+    let timer;
+    if (Number.isFinite(parsed)) {
+      const delay = Math.min(parsed - Date.now(), 2_147_483_647);
+      if (delay <= 0) {
+        controller.abort(new Error('deadline exceeded'));
+        return controller.signal;
+      }
+      timer = setTimeout(() => controller.abort(new Error('deadline exceeded')), delay);
+      timer.unref();
+    }
+    res.once('close', () => {
+      clearTimeout(timer);
+      if (!res.writableFinished) controller.abort(new Error('call connection closed'));
+    });
+    return controller.signal;
   };
-  res.once('close', onClose);
   return {
     callId: req.headers['fn-call-id'] || '',
     deadline,
     functionName,
     /** Aborted at the deadline or when the executor drops the call. */
-    signal: controller.signal,
+    get signal() {
+      return signalOf();
+    },
   };
 }
 
