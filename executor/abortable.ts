@@ -53,7 +53,7 @@ export class CallAbort implements AbortHook {
     }
   }
 
-  addEventListener(_type: 'abort', listener: () => void): void {
+  addEventListener(_type: 'abort', listener: () => void, _options?: { once?: boolean }): void {
     if (this.#aborted) return;
     const listeners = (this.#listeners ??= []);
     if (!listeners.includes(listener)) listeners.push(listener);

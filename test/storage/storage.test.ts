@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOG_ROW_COLUMNS, LogRowEncoder, type ContainerEvent, type LogLine } from '../../bus/index.ts';
 import { SkiffError } from '../../errors.ts';
 import { DEAD_LETTER_FILE, openStorage, type DeadLetter, type InvocationRecord, type Storage, type StorageOptions, type StoredFunction } from '../../storage/index.ts';
+import { EMBEDDED_MERGE_SELECTOR_BASE } from '../../storage/migrate.ts';
 import { encodeRows } from '../../storage/rows.ts';
 import { SERVER_URL, serverQuery } from './helpers.ts';
 
@@ -129,6 +130,13 @@ describe.each(BACKENDS)('storage on $name', ({ name, setup, teardown }) => {
     await storage.close();
     storage = await openStorage(options);
     expect((await storage.listInvocations({ function: 'migrate' })).records.map((r) => r.id)).toEqual(['migrate-1']);
+  });
+
+  it(`${name === 'chdb' ? 'tunes' : 'leaves'} the merges of the batched tables (merge_selector_base ${EMBEDDED_MERGE_SELECTOR_BASE} on the embedded engine only)`, async () => {
+    const rows = await storage.query(`SELECT name, engine_full FROM system.tables WHERE database = '${options.database}' AND name IN ('invocations', 'logs', 'container_events', 'functions') ORDER BY name`);
+    const tuned = rows.filter((r) => String(r.engine_full).includes(`merge_selector_base = ${EMBEDDED_MERGE_SELECTOR_BASE}`)).map((r) => r.name);
+    expect(rows.map((r) => r.name)).toEqual(['container_events', 'functions', 'invocations', 'logs']);
+    expect(tuned).toEqual(name === 'chdb' ? ['container_events', 'invocations', 'logs'] : []);
   });
 
   it('round-trips an invocation record with every field', async () => {
