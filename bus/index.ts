@@ -13,7 +13,7 @@ export { generateCurveKeyPair, isCurveKey, z85Encode, ZapAuthenticator } from '.
 export type { CurveKeyPair, CurveServerOptions, CurveClientOptions } from './curve.ts';
 export { encodeFrames, decodeFrames, FrameError } from './frames.ts';
 export { MessageType, MESSAGE_TYPE_NAMES } from './messages.ts';
-export { LOG_ROW_COLUMNS, LogRowEncoder, RowBytes, countLogRows, decodeLogRows } from './log-rows.ts';
+export { LOG_ROW_COLUMNS, LogRowEncoder, RowBytes, countLogRows, decodeLogRows, utf8Boundary } from './log-rows.ts';
 export type { CarriedLogLines, DecodedLogRow, LogLineBytes, LogLines } from './log-rows.ts';
 export type {
   BusMessage,

@@ -356,13 +356,18 @@ function isCarriedValue(value: string): boolean {
   return true;
 }
 
+/** Backs a cut position off to the start of a UTF-8 character so no character is split. */
+export function utf8Boundary(buf: Uint8Array, cut: number): number {
+  let i = cut;
+  while (i > 0 && i < buf.length && (buf[i] & 0xc0) === 0x80) i--;
+  return i;
+}
+
 /** `line` cut to at most `maxBytes` UTF-8 bytes on a character boundary, with whether it was. */
 function cutLine(line: string, maxBytes: number): { lines: string[]; truncated: boolean } {
   const bytes = Buffer.from(line, 'utf8');
   if (bytes.length <= maxBytes) return { lines: [line], truncated: false };
-  let cut = maxBytes;
-  while (cut > 0 && (bytes[cut] & 0xc0) === 0x80) cut--;
-  return { lines: [bytes.toString('utf8', 0, cut)], truncated: true };
+  return { lines: [bytes.toString('utf8', 0, utf8Boundary(bytes, maxBytes))], truncated: true };
 }
 
 /** A row's time_ms: whole milliseconds, 0 for a time that is not one (or past 2^53, more digits than a row has room for). */

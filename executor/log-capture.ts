@@ -19,7 +19,7 @@ import { isUtf8 } from 'node:buffer';
 import { chmod } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import type { LogStream } from '../bus/index.ts';
+import { utf8Boundary, type LogStream } from '../bus/index.ts';
 import type { InvocationRef } from './container.ts';
 import type { ContainerOutput } from './driver.ts';
 import type { TelemetryRoute } from './telemetry.ts';
@@ -107,13 +107,6 @@ const NEWLINE = 0x0a;
 const CARRIAGE_RETURN = 0x0d;
 /** Characters a TabSeparated field must escape, besides the newline lines are split on; '\r' also ends a CRLF line. */
 const TSV_OR_CR = /[\t\r\\]/;
-
-/** Backs a cut position off to the start of a UTF-8 character so no character is split. */
-function utf8Boundary(buf: Buffer, cut: number): number {
-  let i = cut;
-  while (i > 0 && i < buf.length && (buf[i] & 0xc0) === 0x80) i--;
-  return i;
-}
 
 /** Splits a byte stream into bounded lines. */
 export class LineSplitter {
