@@ -294,25 +294,27 @@ function captureOutput(socketFile) {
   // A response's call, as a property (a WeakMap entry per response would be GC work per call).
   const kCall = Symbol('skiff.call');
   const marks = (response, call) => call !== undefined && call.wrote && !call.marked && usable && !response.headersSent;
+  /**
+   * The one header a call's response head gets, taken as the head goes out: its carried lines
+   * (LOG_LINES_HEADER), or the mark that its lines took the socket (LOG_END_HEADER); undefined for
+   * neither. One at most: carry() stops once a line took the socket, spill() moves carried ones there.
+   */
+  const headHeader = (response, call) => {
+    call.headSent = true;
+    if (response.headersSent) return undefined;
+    const carried = takeCarried(call);
+    if (carried !== undefined) return [LOG_LINES_HEADER, carried];
+    if (!marks(response, call)) return undefined;
+    call.marked = true;
+    return [LOG_END_HEADER, '1'];
+  };
   const { writeHead, end } = http.ServerResponse.prototype;
   http.ServerResponse.prototype.writeHead = function writeHeadMarked(statusCode, reason, headers) {
     const call = this[kCall];
     if (call === undefined) return writeHead.apply(this, arguments);
-    // One header at most: a call's lines are either carried or on the socket (carry() stops once
-    // one took the socket, spill() moves carried ones there).
-    let name;
-    let value;
-    if (!this.headersSent) {
-      value = takeCarried(call);
-      if (value !== undefined) name = LOG_LINES_HEADER;
-      else if (marks(this, call)) {
-        name = LOG_END_HEADER;
-        value = '1';
-        call.marked = true;
-      }
-    }
-    call.headSent = true;
-    if (name === undefined) return writeHead.apply(this, arguments);
+    const header = headHeader(this, call);
+    if (header === undefined) return writeHead.apply(this, arguments);
+    const [name, value] = header;
     // Added to a copy of the headers given (the caller's stay as they were): setHeader here would
     // send Node's writeHead down its slower merging path.
     if (typeof reason !== 'string') {
@@ -329,14 +331,8 @@ function captureOutput(socketFile) {
     const call = this[kCall];
     if (call !== undefined && !call.ended) {
       // Headers not written yet: end() writes them (implicitly), so the lines or the mark go in now.
-      const carried = this.headersSent ? undefined : takeCarried(call);
-      if (carried !== undefined) {
-        this.setHeader(LOG_LINES_HEADER, carried);
-        call.headSent = true;
-      } else if (marks(this, call)) {
-        this.setHeader(LOG_END_HEADER, '1');
-        call.marked = true;
-      }
+      const header = headHeader(this, call);
+      if (header !== undefined) this.setHeader(header[0], header[1]);
       call.ended = true; // what runs from now on writes outside the call
       if ((call.marked || call.partial !== 0) && usable) {
         gather(LOG_FRAME_CALL_END, call.callId, undefined, 0);
@@ -539,8 +535,7 @@ function buildContext(req, res) {
   const signalOf = () => {
     if (controller !== undefined) return controller.signal;
     controller = new AbortController();
-    const dropped = () => res.closed && !res.writableFinished;
-    if (dropped()) {
+    if (res.closed && !res.writableFinished) {
       controller.abort(new Error('call connection closed'));
       return controller.signal;
     }
