@@ -62,11 +62,15 @@ describe('raceAbort and linkSignals', () => {
     await expect(raced).rejects.toThrow('deadline');
 
     const other = new CallAbort();
+    const added = vi.spyOn(other, 'addEventListener');
+    const removed = vi.spyOn(other, 'removeEventListener');
     await expect(raceAbort(Promise.resolve('done'), other)).resolves.toBe('done');
+    expect(added).toHaveBeenCalledTimes(1);
+    expect(removed).toHaveBeenCalledWith('abort', added.mock.calls[0][1]); // raceAbort's listener is gone
     const listener = vi.fn();
     other.addEventListener('abort', listener);
     other.abort('late');
-    expect(listener).toHaveBeenCalledTimes(1); // only the one added here: raceAbort's was removed
+    expect(listener).toHaveBeenCalledTimes(1);
     await expect(raceAbort(Promise.resolve('x'), other)).rejects.toBe('late');
   });
 
